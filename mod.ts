@@ -1,0 +1,85 @@
+/**
+ * declarative-sync: offline-first data sync for libSQL.
+ *
+ * Declare your tables once; get a local database whose every write is stamped
+ * with a hybrid logical clock and recorded in an outbox, and a last-write-wins
+ * merge for what the server sends back. This module is the runtime-agnostic
+ * core: it runs on Deno, Bun, Node, in a browser or a Worker, against any
+ * {@linkcode SqlAdapter} (the libSQL one is at `@declarative/sync/libsql`).
+ *
+ * @example
+ * ```ts
+ * import { createClient } from "@libsql/client";
+ * import { defineSchema, integer, openDatabase, table, text } from "@declarative/sync";
+ * import { libsqlAdapter } from "@declarative/sync/libsql";
+ *
+ * const schema = defineSchema({
+ *   tasks: table({
+ *     title: text().notNull(),
+ *     done: integer().notNull().default(0),
+ *   }, { withSystemColumns: true }),
+ * });
+ * const db = await openDatabase({
+ *   adapter: libsqlAdapter(createClient({ url: "file:app.db" })),
+ *   schema,
+ * });
+ * const task = await db.insert("tasks", { title: "Buy milk" });
+ * await db.update("tasks", task.system_id, { done: 1 });
+ * console.log(await db.getDirtyRows()); // one change, at its latest version
+ * ```
+ *
+ * @module
+ */
+
+export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./src/adapter.ts";
+export {
+  type AllOptions,
+  type Database,
+  type DatabaseOperations,
+  type DirtyRowsOptions,
+  openDatabase,
+  type OpenDatabaseOptions,
+  type ReadOptions,
+  type Transaction,
+} from "./src/database.ts";
+export { SyncError, type SyncErrorCode } from "./src/errors.ts";
+export {
+  compareHlc,
+  createHlc,
+  DEFAULT_MAX_DRIFT_MS,
+  formatHlc,
+  type Hlc,
+  type HlcClock,
+  type HlcOptions,
+  type HlcParts,
+  isHlc,
+  MAX_COUNTER,
+  parseHlc,
+  randomNodeId,
+} from "./src/hlc.ts";
+export { uuidv7 } from "./src/ids.ts";
+export type { ApplyResult, ServerChanges, ServerRow, ServerTableChanges } from "./src/merge.ts";
+export type { DirtyRow, DirtyRowAck } from "./src/outbox.ts";
+export {
+  blob,
+  boolean,
+  type Column,
+  type ColumnKind,
+  type Columns,
+  defineSchema,
+  type IndexDef,
+  type InsertOf,
+  integer,
+  json,
+  type LwwMode,
+  type PatchOf,
+  real,
+  type RowOf,
+  type Schema,
+  type SystemColumns,
+  table,
+  type TableDef,
+  type TableOptions,
+  text,
+  type ValueOf,
+} from "./src/schema.ts";

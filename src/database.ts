@@ -1,0 +1,315 @@
+/**
+ * The local database: a typed view over an adapter, with tracked writes, the
+ * outbox, and `applyServerChanges`.
+ *
+ * Every write to a synced table runs as one batch (or inside the caller's
+ * transaction) together with its outbox entry and the persisted clock, so a
+ * crash can never leave a row without its entry. Reads hide tombstones unless
+ * asked.
+ *
+ * Operations run one at a time on the adapter. Inside `transaction(fn)`, use
+ * the `tx` handed to `fn`: a call on the database itself waits for the
+ * transaction to end, so awaiting one inside `fn` would never finish.
+ *
+ * @example
+ * ```ts
+ * const db = await openDatabase({ adapter: libsqlAdapter(createClient({ url: "file:app.db" })), schema });
+ * const task = await db.insert("tasks", { title: "Buy milk" });
+ * await db.update("tasks", task.system_id, { done: 1 });
+ * const outbox = await db.getDirtyRows(); // one entry, at the latest version
+ * ```
+ *
+ * @module
+ */
+
+import type { SqlAdapter, SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
+import { SyncError } from "./errors.ts";
+import { createHlc, type HlcClock, randomNodeId } from "./hlc.ts";
+import {
+  type ApplyResult,
+  planServerChanges,
+  type ServerChanges,
+  writeServerChanges,
+} from "./merge.ts";
+import { migrate } from "./migrate.ts";
+import {
+  acknowledgeStatements,
+  countDirtyRows,
+  type DirtyRow,
+  type DirtyRowAck,
+  readDirtyRows,
+} from "./outbox.ts";
+import type { InsertOf, PatchOf, RowOf, Schema, TableDef } from "./schema.ts";
+import { decodeRow, describeTables, quoteId, type TableInfo } from "./table_info.ts";
+import { persistClockStatement, prepareDelete, prepareInsert, prepareUpdate } from "./writes.ts";
+
+/** Options of {@linkcode openDatabase}. */
+export interface OpenDatabaseOptions<T extends Record<string, TableDef>> {
+  /** The SQL engine, e.g. `libsqlAdapter(createClient({ url: "file:app.db" }))`. */
+  adapter: SqlAdapter;
+  /** The declared schema. */
+  schema: Schema<T>;
+  /** This replica's node id; defaults to the stored one, or a new random id on first open. */
+  nodeId?: string;
+  /** Wall clock in ms for the HLC (tests inject one). Defaults to `Date.now`. */
+  now?: () => number;
+  /** Largest accepted lead of a remote version over local time, in ms. Defaults to 60 s. */
+  maxDrift?: number;
+}
+
+/** Options of reads. */
+export interface ReadOptions {
+  /** Include tombstones (`is_deleted = 1`). Default false. */
+  includeDeleted?: boolean;
+}
+
+/** Options of `all`. */
+export interface AllOptions extends ReadOptions {
+  /** At most this many rows. */
+  limit?: number;
+  /** Skip this many rows first. */
+  offset?: number;
+}
+
+/** Options of `getDirtyRows`. */
+export interface DirtyRowsOptions {
+  /** At most this many entries (default 1000). */
+  limit?: number;
+}
+
+type TableName<T> = keyof T & string;
+
+/** Reads and writes, on the database or inside a transaction. */
+export interface DatabaseOperations<T extends Record<string, TableDef>> {
+  /** Inserts a row; synced tables stamp it and record it in the outbox. */
+  insert<K extends TableName<T>>(table: K, values: InsertOf<T[K]>): Promise<RowOf<T[K]>>;
+  /** Inserts rows in one transaction. */
+  insertMany<K extends TableName<T>>(
+    table: K,
+    values: readonly InsertOf<T[K]>[],
+  ): Promise<RowOf<T[K]>[]>;
+  /**
+   * Updates columns of a row.
+   * @throws {SyncError} `not_found` for an unknown or deleted row.
+   */
+  update<K extends TableName<T>>(
+    table: K,
+    systemId: string | number,
+    patch: PatchOf<T[K]>,
+  ): Promise<RowOf<T[K]>>;
+  /**
+   * Deletes a row: a tombstone (a new version with `is_deleted = 1`) for synced tables.
+   * @throws {SyncError} `not_found` for an unknown or already deleted row.
+   */
+  delete<K extends TableName<T>>(table: K, systemId: string | number): Promise<void>;
+  /** Reads one row by its key (`system_id` for synced tables). */
+  get<K extends TableName<T>>(
+    table: K,
+    systemId: string | number,
+    options?: ReadOptions,
+  ): Promise<RowOf<T[K]> | undefined>;
+  /** Reads the rows of a table in key order (creation order for synced tables). */
+  all<K extends TableName<T>>(table: K, options?: AllOptions): Promise<RowOf<T[K]>[]>;
+  /** Runs a read-only SQL query with positional arguments; returns raw rows. */
+  query(sql: string, args?: readonly SqlValue[]): Promise<Record<string, unknown>[]>;
+}
+
+/** The operations available inside `transaction(fn)`. */
+export type Transaction<T extends Record<string, TableDef>> = DatabaseOperations<T>;
+
+/** A local database. */
+export interface Database<T extends Record<string, TableDef> = Record<string, TableDef>>
+  extends DatabaseOperations<T> {
+  /** The declared schema. */
+  readonly schema: Schema<T>;
+  /** This replica's clock. */
+  readonly hlc: HlcClock;
+  /** This replica's node id. */
+  readonly nodeId: string;
+  /** Runs `fn` in one write transaction: commit on resolve, rollback on throw. */
+  transaction<R>(fn: (tx: Transaction<T>) => Promise<R>): Promise<R>;
+  /**
+   * Merges a pull response's `changes` (last-write-wins) and stores each table's cursor,
+   * in one transaction.
+   * @throws {SyncError} for unknown tables/columns, malformed versions or values, or
+   * `clock_drift`; nothing is applied then.
+   */
+  applyServerChanges(changes: ServerChanges): Promise<ApplyResult>;
+  /** The outbox, oldest change first. */
+  getDirtyRows(options?: DirtyRowsOptions): Promise<DirtyRow[]>;
+  /** How many rows wait in the outbox. */
+  countDirtyRows(): Promise<number>;
+  /** Removes sent entries whose version is not newer than the one sent. */
+  acknowledgeDirtyRows(rows: readonly DirtyRowAck[]): Promise<void>;
+  /** The stored cursor of every synced table (`null` before its first pull): the seed's `tableTimestamps`. */
+  getCursors(): Promise<Record<string, unknown>>;
+  /** Closes the adapter. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens (creating and migrating) a local database.
+ *
+ * @throws {SyncError} `destructive_migration` when the stored tables cannot be
+ * migrated to `schema` without losing or inventing data.
+ * @example
+ * ```ts
+ * import { createClient } from "@libsql/client";
+ * import { libsqlAdapter } from "@declarative/sync/libsql";
+ * const db = await openDatabase({ adapter: libsqlAdapter(createClient({ url: ":memory:" })), schema });
+ * ```
+ */
+export async function openDatabase<T extends Record<string, TableDef>>(
+  options: OpenDatabaseOptions<T>,
+): Promise<Database<T>> {
+  const { adapter, schema } = options;
+  const tables = describeTables(schema.tables);
+  const stored = await migrate(adapter, schema, tables);
+  const nodeId = options.nodeId ?? stored.nodeId ?? randomNodeId();
+  const hlc = createHlc({ nodeId, now: options.now, maxDrift: options.maxDrift, last: stored.hlc });
+  if (nodeId !== stored.nodeId) {
+    await adapter.execute({
+      sql: `INSERT INTO _sync_meta (key, value) VALUES ('node_id', ?) ` +
+        `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      args: [nodeId],
+    });
+  }
+
+  const tableInfo = (name: string): TableInfo => {
+    const info = tables.get(name);
+    if (info === undefined) {
+      throw new SyncError("unknown_table", `Unknown table ${name}`, { details: { table: name } });
+    }
+    return info;
+  };
+  const ops = operations<T>(adapter, tableInfo, hlc);
+
+  return {
+    ...ops,
+    schema,
+    hlc,
+    nodeId,
+    transaction: (fn) => adapter.transaction((tx) => fn(operations(tx, tableInfo, hlc))),
+    async applyServerChanges(changes) {
+      const { plans, newest } = planServerChanges(changes, tables);
+      if (newest !== undefined) hlc.receive(newest);
+      await adapter.transaction((tx) => writeServerChanges(tx, plans, hlc));
+      const received: Record<string, number> = {};
+      for (const plan of plans) received[plan.info.name] = plan.rows.length;
+      return { received, newestVersion: newest };
+    },
+    async getDirtyRows(options = {}) {
+      const limit = options.limit ?? 1000;
+      if (!Number.isSafeInteger(limit) || limit < 1) {
+        throw new RangeError(`getDirtyRows limit must be a positive integer, got ${limit}`);
+      }
+      return await readDirtyRows(adapter, tables, limit);
+    },
+    countDirtyRows: () => countDirtyRows(adapter),
+    async acknowledgeDirtyRows(rows) {
+      await adapter.batch(acknowledgeStatements(rows));
+    },
+    async getCursors() {
+      const { rows } = await adapter.execute({
+        sql: `SELECT table_name, cursor FROM _sync_cursors`,
+      });
+      const stored = new Map(rows.map((row) => [String(row.table_name), row.cursor]));
+      const cursors: Record<string, unknown> = {};
+      for (const info of tables.values()) {
+        if (!info.synced) continue;
+        const cursor = stored.get(info.name);
+        cursors[info.name] = typeof cursor === "string" ? JSON.parse(cursor) : null;
+      }
+      return cursors;
+    },
+    close: () => adapter.close(),
+  };
+}
+
+// The typed surface is checked at the call site; inside, rows are plain records.
+type Untyped = DatabaseOperations<Record<string, TableDef>>;
+
+function operations<T extends Record<string, TableDef>>(
+  executor: SqlExecutor,
+  tableInfo: (name: string) => TableInfo,
+  hlc: HlcClock,
+): DatabaseOperations<T> {
+  // A write's statements, then the clock, in one batch.
+  const write = (statements: SqlStatement[]) =>
+    executor.batch([...statements, persistClockStatement(hlc)]);
+
+  const ops: Untyped = {
+    async insert(table, values) {
+      const [row] = await ops.insertMany(table, [values]);
+      return row!;
+    },
+    async insertMany(table, values) {
+      if (!Array.isArray(values)) throw new TypeError("insertMany expects an array of rows");
+      if (values.length === 0) return [];
+      const info = tableInfo(table);
+      const prepared = prepareInsert(info, values as Record<string, unknown>[], hlc);
+      await write(prepared.statements);
+      return prepared.rows as never;
+    },
+    async update(table, systemId, patch) {
+      const info = tableInfo(table);
+      const [result] = await write(prepareUpdate(info, systemId, patch, hlc));
+      const row = result?.rows[0];
+      if (row === undefined) throw notFound(info, systemId);
+      return decodeRow(info, row) as never;
+    },
+    async delete(table, systemId) {
+      const info = tableInfo(table);
+      const [result] = await write(prepareDelete(info, systemId, hlc));
+      if (result === undefined || result.rowsAffected === 0) throw notFound(info, systemId);
+    },
+    async get(table, systemId, options = {}) {
+      const info = tableInfo(table);
+      const hide = info.synced && !options.includeDeleted ? ` AND is_deleted = 0` : "";
+      const { rows } = await executor.execute({
+        sql: `SELECT ${info.selectList} FROM ${info.quoted} WHERE ${quoteId(info.key)} = ?${hide}`,
+        args: [systemId],
+      });
+      return rows[0] === undefined ? undefined : decodeRow(info, rows[0]) as never;
+    },
+    async all(table, options = {}) {
+      const info = tableInfo(table);
+      const hide = info.synced && !options.includeDeleted ? ` WHERE is_deleted = 0` : "";
+      const args: SqlValue[] = [];
+      let page = "";
+      if (options.limit !== undefined || options.offset !== undefined) {
+        page = ` LIMIT ? OFFSET ?`;
+        args.push(
+          nonNegative("limit", options.limit ?? -1, true),
+          nonNegative("offset", options.offset ?? 0),
+        );
+      }
+      const { rows } = await executor.execute({
+        sql: `SELECT ${info.selectList} FROM ${info.quoted}${hide} ORDER BY ${
+          quoteId(info.key)
+        }${page}`,
+        args,
+      });
+      return rows.map((row) => decodeRow(info, row)) as never;
+    },
+    async query(sql, args = []) {
+      const { rows } = await executor.execute({ sql, args });
+      return rows;
+    },
+  };
+  return ops as unknown as DatabaseOperations<T>;
+}
+
+function nonNegative(name: string, value: number, allowAll = false): number {
+  if (allowAll && value === -1) return value;
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+  }
+  return value;
+}
+
+function notFound(info: TableInfo, id: string | number): SyncError {
+  return new SyncError("not_found", `No row ${id} in ${info.name}`, {
+    details: { table: info.name, id },
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * The one error class of the library. Every failure a caller can act on is a
+ * `SyncError` with a stable, machine-readable `code`; the message is for humans
+ * and names the offending value. Misuse of the API (a wrong argument type) is a
+ * `TypeError` or `RangeError` instead, as in the platform.
+ *
+ * @module
+ */
+
+/** Stable codes carried by {@linkcode SyncError}. New codes may be added; existing ones never change. */
+export type SyncErrorCode =
+  /** A remote version is further ahead of local wall time than `maxDrift` allows. */
+  | "clock_drift"
+  /** A version string is not a valid HLC. */
+  | "invalid_version"
+  /** An update or delete named a row that does not exist or is deleted. */
+  | "not_found"
+  /** A table name is not declared in the schema (or is not synced). */
+  | "unknown_table"
+  /** A column name is not declared for its table. */
+  | "unknown_column"
+  /** A value does not fit its column (type, `notNull`). */
+  | "invalid_value"
+  /** A change from the server is malformed. */
+  | "invalid_change"
+  /** The stored database cannot be migrated to the declared schema without losing or inventing data. */
+  | "destructive_migration"
+  /** The database refused a write (unique or primary-key conflict, foreign key, check). */
+  | "constraint"
+  /** The database is closed. */
+  | "closed";
+
+/**
+ * An error with a stable `code`, thrown by every part of the library.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await db.update("tasks", id, { done: 1 });
+ * } catch (error) {
+ *   if (error instanceof SyncError && error.code === "not_found") console.log("gone");
+ * }
+ * ```
+ */
+export class SyncError extends Error {
+  /** The stable code of this error. */
+  readonly code: SyncErrorCode;
+  /** Extra machine-readable facts about the error (table, column, versions …). */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  /**
+   * @param code the stable code
+   * @param message a sentence naming the offending value
+   * @param options the underlying `cause` and extra `details`
+   */
+  constructor(
+    code: SyncErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "SyncError";
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * Last-write-wins merge of server changes into the local database
+ * (`applyServerChanges`).
+ *
+ * Every incoming row becomes part of a multi-row UPSERT whose conflict clause
+ * carries the whole decision, so the merge needs no read-then-write round trip
+ * and costs well under one statement per row — the same code runs against a
+ * remote primary at the edge, where each round trip costs:
+ *
+ * - `lww: "row"`: an unknown row is inserted; a known row is replaced only when
+ *   the incoming `system_version` is greater. A newer local change (pending in
+ *   the outbox or not) is therefore never overwritten; an older pending change
+ *   that lost is dropped from the outbox in the same transaction.
+ * - `lww: "column"`: each column (and the tombstone flag `is_deleted`) carries
+ *   its own version in `system_column_versions`; each is taken only where the
+ *   incoming column version is greater, so concurrent edits of different
+ *   columns both survive. The row's `system_version` is the greatest column
+ *   version.
+ *
+ * Everything is validated before anything is written: an unknown table or
+ * column, a malformed version or a value of the wrong type raises a
+ * `SyncError` and applies nothing from that call. The clock then `receive`s the
+ * newest version (refusing one beyond `maxDrift`). Rows, cursors and the clock
+ * are written in one transaction, in bounded chunks, so memory stays bounded
+ * for large pages.
+ *
+ * Equal versions are the same write (a version embeds its node id), so
+ * applying a change twice, or changes in any order, converges.
+ *
+ * @module
+ */
+
+import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
+import { SyncError } from "./errors.ts";
+import { type HlcClock, isHlc } from "./hlc.ts";
+import { supersededStatement } from "./outbox.ts";
+import { COLUMN_VERSIONS } from "./schema.ts";
+import { encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { persistClockStatement } from "./writes.ts";
+
+/**
+ * One row as the server sends it. The flat shape of the declarative_sqlite seed
+ * (the row's columns next to `system_id`, `system_version`, `is_deleted`) is
+ * accepted as well.
+ */
+export interface ServerRow {
+  /** The row's `system_id`. */
+  readonly id: string;
+  /** HLC of the change. */
+  readonly version: string;
+  /** True (or 1) for a tombstone. */
+  readonly deleted?: boolean | 0 | 1;
+  /** Values of the declared columns; columns left out keep their stored value. */
+  readonly data?: Record<string, unknown>;
+  /** Per-column versions (`lww: "column"`); defaults to `version` for every column in `data`. */
+  readonly columnVersions?: Record<string, string>;
+  /** HLC of the row's creation; defaults to `version`. */
+  readonly createdAt?: string;
+}
+
+/** The changes of one table in a pull response. */
+export interface ServerTableChanges {
+  /** The changed rows. */
+  readonly rows: readonly (ServerRow | Record<string, unknown>)[];
+  /** The server's cursor after these rows; stored and handed back on the next pull. */
+  readonly cursor?: unknown;
+  /** True when the server has more rows for this table. */
+  readonly hasMore?: boolean;
+}
+
+/** The `changes` object of a pull response: per table, rows and cursor. */
+export type ServerChanges = Readonly<Record<string, ServerTableChanges>>;
+
+/** What `applyServerChanges` did. */
+export interface ApplyResult {
+  /** Rows received, per table. */
+  readonly received: Readonly<Record<string, number>>;
+  /** The newest version seen, if any row was received. */
+  readonly newestVersion: string | undefined;
+}
+
+/** Rows per multi-row UPSERT statement. */
+const ROWS_PER_STATEMENT = 256;
+/** Statements per round trip inside the apply transaction. */
+const STATEMENTS_PER_BATCH = 8;
+
+interface NormalizedRow {
+  readonly id: string;
+  readonly version: string;
+  readonly createdAt: string;
+  readonly deleted: 0 | 1;
+  /** Encoded values of the columns present, in the table's column order. */
+  readonly values: Map<string, SqlValue>;
+  /** Column tables: version per present column and `is_deleted`. */
+  readonly columnVersions: Record<string, string> | undefined;
+}
+
+interface TablePlan {
+  readonly info: TableInfo;
+  readonly rows: NormalizedRow[];
+  readonly cursor: unknown;
+  readonly hasCursor: boolean;
+}
+
+/**
+ * Validates `changes` completely and returns the per-table plans and the newest version.
+ *
+ * @throws {SyncError} `unknown_table`, `unknown_column`, `invalid_version`,
+ * `invalid_change` or `invalid_value`, naming the table, row and column.
+ */
+export function planServerChanges(
+  changes: ServerChanges,
+  tables: ReadonlyMap<string, TableInfo>,
+): { plans: TablePlan[]; newest: string | undefined } {
+  if (typeof changes !== "object" || changes === null || Array.isArray(changes)) {
+    throw new SyncError("invalid_change", "Server changes must be an object keyed by table name");
+  }
+  const plans: TablePlan[] = [];
+  let newest: string | undefined;
+  for (const [table, tableChanges] of Object.entries(changes)) {
+    const info = tables.get(table);
+    if (info === undefined || !info.synced) {
+      throw new SyncError("unknown_table", `Unknown synced table ${table} in server changes`, {
+        details: { table },
+      });
+    }
+    if (typeof tableChanges !== "object" || tableChanges === null) {
+      throw new SyncError("invalid_change", `Changes of table ${table} must be an object`, {
+        details: { table },
+      });
+    }
+    const input = tableChanges.rows ?? [];
+    if (!Array.isArray(input)) {
+      throw new SyncError("invalid_change", `rows of table ${table} must be an array`, {
+        details: { table },
+      });
+    }
+    const rows = new Array<NormalizedRow>(input.length);
+    for (let i = 0; i < input.length; i++) {
+      const row = normalizeRow(info, input[i]);
+      if (newest === undefined || row.version > newest) newest = row.version;
+      rows[i] = row;
+    }
+    plans.push({
+      info,
+      rows,
+      cursor: tableChanges.cursor ?? null,
+      hasCursor: "cursor" in tableChanges && tableChanges.cursor !== undefined,
+    });
+  }
+  return { plans, newest };
+}
+
+/**
+ * Writes validated plans inside the caller's transaction: rows, superseded
+ * outbox entries, cursors and the clock.
+ */
+export async function writeServerChanges(
+  tx: SqlExecutor,
+  plans: readonly TablePlan[],
+  hlc: HlcClock,
+): Promise<void> {
+  let pending: SqlStatement[] = [];
+  const flush = async () => {
+    if (pending.length > 0) await tx.batch(pending);
+    pending = [];
+  };
+  for (const plan of plans) {
+    for (const group of groupByColumns(plan.info, plan.rows)) {
+      for (let start = 0; start < group.rows.length; start += ROWS_PER_STATEMENT) {
+        pending.push(
+          upsertStatement(
+            plan.info,
+            group.columns,
+            group.rows.slice(start, start + ROWS_PER_STATEMENT),
+          ),
+        );
+        if (pending.length >= STATEMENTS_PER_BATCH) await flush();
+      }
+    }
+    if (plan.rows.length > 0 && !plan.info.perColumn) pending.push(supersededStatement(plan.info));
+    if (plan.hasCursor) {
+      pending.push({
+        sql: `INSERT INTO _sync_cursors (table_name, cursor) VALUES (?, ?) ` +
+          `ON CONFLICT (table_name) DO UPDATE SET cursor = excluded.cursor`,
+        args: [plan.info.name, JSON.stringify(plan.cursor)],
+      });
+    }
+  }
+  pending.push(persistClockStatement(hlc));
+  await flush();
+}
+
+function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
+  if (typeof raw !== "object" || raw === null) {
+    throw invalid(info, undefined, "a row must be an object");
+  }
+  const input = raw as Record<string, unknown>;
+  const flat = !("id" in input) && "system_id" in input;
+  const id = flat ? input.system_id : input.id;
+  if (typeof id !== "string" || id.length === 0 || id.length > 128) {
+    throw invalid(info, undefined, `invalid row id ${JSON.stringify(id)}`);
+  }
+  const version = flat ? input.system_version : input.version;
+  if (!isHlc(version)) {
+    throw new SyncError(
+      "invalid_version",
+      `Invalid version ${JSON.stringify(version)} for row ${id} of ${info.name}`,
+      { details: { table: info.name, id, version } },
+    );
+  }
+  const createdAt = (flat ? input.system_created_at : input.createdAt) ?? version;
+  if (!isHlc(createdAt)) {
+    throw new SyncError(
+      "invalid_version",
+      `Invalid creation version for row ${id} of ${info.name}`,
+      {
+        details: { table: info.name, id },
+      },
+    );
+  }
+  const deletedRaw = flat ? input.is_deleted : input.deleted;
+  if (
+    deletedRaw !== undefined && typeof deletedRaw !== "boolean" && deletedRaw !== 0 &&
+    deletedRaw !== 1
+  ) {
+    throw invalid(info, id, `deleted must be a boolean, got ${JSON.stringify(deletedRaw)}`);
+  }
+  const deleted = deletedRaw === true || deletedRaw === 1 ? 1 : 0;
+
+  let data: Record<string, unknown>;
+  if (flat) {
+    data = {};
+    for (const [key, value] of Object.entries(input)) {
+      if (
+        key === "system_id" || key === "system_version" || key === "system_created_at" ||
+        key === "is_deleted" || key === COLUMN_VERSIONS
+      ) continue;
+      data[key] = value;
+    }
+  } else {
+    const given = input.data ?? {};
+    if (typeof given !== "object" || given === null || Array.isArray(given)) {
+      throw invalid(info, id, "data must be an object");
+    }
+    data = given as Record<string, unknown>;
+  }
+
+  const values = new Map<string, SqlValue>();
+  for (const [name, value] of Object.entries(data)) {
+    const column = info.byName.get(name);
+    if (column === undefined) {
+      throw new SyncError(
+        "unknown_column",
+        `Unknown column ${name} in table ${info.name} (row ${id})`,
+        {
+          details: { table: info.name, id, column: name },
+        },
+      );
+    }
+    if (value === undefined) continue;
+    const encoded = encodeValue(info.name, name, column.kind, value);
+    if (encoded === null && column.notNull) {
+      throw invalid(info, id, `column ${name} is notNull, got null`);
+    }
+    values.set(name, encoded);
+  }
+
+  let columnVersions: Record<string, string> | undefined;
+  if (info.perColumn) {
+    columnVersions = {};
+    const given = input.columnVersions;
+    if (given !== undefined && (typeof given !== "object" || given === null)) {
+      throw invalid(info, id, "columnVersions must be an object");
+    }
+    const explicit = (given ?? {}) as Record<string, unknown>;
+    for (const [name, columnVersion] of Object.entries(explicit)) {
+      if (name !== "is_deleted" && !values.has(name)) {
+        if (info.byName.has(name)) continue; // a version without a value carries nothing
+        throw new SyncError(
+          "unknown_column",
+          `Unknown column ${name} in table ${info.name} (row ${id})`,
+          {
+            details: { table: info.name, id, column: name },
+          },
+        );
+      }
+      if (!isHlc(columnVersion) || columnVersion > version) {
+        throw new SyncError(
+          "invalid_version",
+          `Invalid version ${
+            JSON.stringify(columnVersion)
+          } of column ${name} in row ${id} of ${info.name}`,
+          { details: { table: info.name, id, column: name } },
+        );
+      }
+    }
+    for (const name of values.keys()) columnVersions[name] = (explicit[name] as string) ?? version;
+    columnVersions.is_deleted = (explicit.is_deleted as string | undefined) ?? version;
+  }
+  return { id, version, createdAt, deleted, values, columnVersions };
+}
+
+function invalid(info: TableInfo, id: string | undefined, why: string): SyncError {
+  return new SyncError(
+    "invalid_change",
+    `Invalid change for ${info.name}${id === undefined ? "" : ` row ${id}`}: ${why}`,
+    { details: { table: info.name, id } },
+  );
+}
+
+/** Groups rows by the set of columns they carry: each group shares one statement shape. */
+function groupByColumns(
+  info: TableInfo,
+  rows: readonly NormalizedRow[],
+): { columns: string[]; rows: NormalizedRow[] }[] {
+  const groups = new Map<string, { columns: string[]; rows: NormalizedRow[] }>();
+  for (const row of rows) {
+    const columns = info.columns.filter((c) => row.values.has(c.name)).map((c) => c.name);
+    const key = columns.join(",");
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, { columns, rows: [row] });
+    else group.rows.push(row);
+  }
+  return [...groups.values()];
+}
+
+/** The SQL before and after the VALUES list of an UPSERT. */
+interface UpsertShape {
+  readonly head: string;
+  readonly tail: string;
+}
+
+const upsertShapes = new WeakMap<TableInfo, Map<string, UpsertShape>>();
+
+function upsertStatement(
+  info: TableInfo,
+  columns: readonly string[],
+  rows: readonly NormalizedRow[],
+): SqlStatement {
+  const args: SqlValue[] = [];
+  for (const row of rows) {
+    args.push(row.id, row.version, row.createdAt, row.deleted);
+    if (info.perColumn) args.push(JSON.stringify(row.columnVersions));
+    for (const name of columns) args.push(row.values.get(name)!);
+  }
+  const width = 4 + (info.perColumn ? 1 : 0) + columns.length;
+  const { head, tail } = upsertShape(info, columns);
+  const values = `(${"?, ".repeat(width).slice(0, -2)}), `.repeat(rows.length).slice(0, -2);
+  return { sql: head + values + tail, args };
+}
+
+// The statement around the VALUES list, cached per table and column set.
+function upsertShape(info: TableInfo, columns: readonly string[]): UpsertShape {
+  let cache = upsertShapes.get(info);
+  if (cache === undefined) upsertShapes.set(info, cache = new Map());
+  const key = columns.join(",");
+  const cached = cache.get(key);
+  if (cached !== undefined) return cached;
+
+  const quoted = columns.map(quoteId);
+  const t = info.quoted;
+  let shape: UpsertShape;
+  if (!info.perColumn) {
+    const insertColumns = [
+      `system_id`,
+      `system_version`,
+      `system_created_at`,
+      `is_deleted`,
+      ...quoted,
+    ];
+    const sets = [`system_version = excluded.system_version`, `is_deleted = excluded.is_deleted`]
+      .concat(quoted.map((c) => `${c} = excluded.${c}`));
+    shape = {
+      head: `INSERT INTO ${t} (${insertColumns.join(", ")}) VALUES `,
+      tail: ` ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} ` +
+        `WHERE excluded.system_version > ${t}.system_version`,
+    };
+  } else {
+    const cv = quoteId(COLUMN_VERSIONS);
+    const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
+    const theirs = (name: string) => `(excluded.${cv} ->> '$.${name}')`;
+    const newer = (name: string) => `${theirs(name)} > ${mine(name)}`;
+    const tracked = [...columns, "is_deleted"];
+    const sets = tracked.map((name) => {
+      const c = quoteId(name);
+      return `${c} = CASE WHEN ${newer(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
+    });
+    const merged = tracked.map((name) => `'${name}', max(${mine(name)}, ${theirs(name)})`).join(
+      ", ",
+    );
+    sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
+    sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
+    const insertColumns = [
+      `system_id`,
+      `system_version`,
+      `system_created_at`,
+      `is_deleted`,
+      cv,
+      ...quoted,
+    ];
+    shape = {
+      head: `INSERT INTO ${t} (${insertColumns.join(", ")}) VALUES `,
+      tail: ` ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} ` +
+        `WHERE ${tracked.map(newer).join(" OR ")}`,
+    };
+  }
+  cache.set(key, shape);
+  return shape;
+}

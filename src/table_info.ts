@@ -1,0 +1,239 @@
+/**
+ * What the core needs to know about one declared table, computed once per
+ * database: quoted names, the key column, SQL fragments, and the value codec
+ * (validation on the way in, decoding on the way out).
+ *
+ * Identifiers in SQL come only from here, so only from the schema; values are
+ * always bound as arguments.
+ *
+ * @module
+ */
+
+import type { SqlValue } from "./adapter.ts";
+import { SyncError } from "./errors.ts";
+import {
+  COLUMN_VERSIONS,
+  type ColumnKind,
+  type Columns,
+  SYSTEM_COLUMNS,
+  type TableDef,
+} from "./schema.ts";
+
+/** Quotes an SQL identifier. */
+export function quoteId(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A declared column, ready for SQL. */
+export interface ColumnInfo {
+  /** Column name. */
+  readonly name: string;
+  /** Quoted name. */
+  readonly quoted: string;
+  /** Storage kind. */
+  readonly kind: ColumnKind;
+  /** Refuses NULL. */
+  readonly notNull: boolean;
+  /** Declared default, already encoded for SQL (`undefined` when none). */
+  readonly encodedDefault: SqlValue | undefined;
+  /** Primary key of a local-only table. */
+  readonly primaryKey: boolean;
+}
+
+/** A declared table, ready for SQL. */
+export interface TableInfo {
+  /** Table name. */
+  readonly name: string;
+  /** Quoted name. */
+  readonly quoted: string;
+  /** Declared columns, in declaration order. */
+  readonly columns: readonly ColumnInfo[];
+  /** Declared columns by name. */
+  readonly byName: ReadonlyMap<string, ColumnInfo>;
+  /** True for synced tables. */
+  readonly synced: boolean;
+  /** True for `lww: "column"` tables. */
+  readonly perColumn: boolean;
+  /** The column rows are addressed by: `system_id`, a declared primary key, or `rowid`. */
+  readonly key: string;
+  /** The select list of a row as the API returns it. */
+  readonly selectList: string;
+  /** The declaration. */
+  readonly def: TableDef;
+}
+
+const SQL_TYPES: Record<ColumnKind, string> = {
+  text: "TEXT",
+  integer: "INTEGER",
+  real: "REAL",
+  blob: "BLOB",
+  boolean: "INTEGER",
+  json: "TEXT",
+};
+
+/** The SQL type a column kind is stored as. */
+export function sqlType(kind: ColumnKind): string {
+  return SQL_TYPES[kind];
+}
+
+/** Computes the info of every declared table. */
+export function describeTables(tables: Record<string, TableDef>): Map<string, TableInfo> {
+  const infos = new Map<string, TableInfo>();
+  for (const [name, def] of Object.entries(tables)) infos.set(name, describeTable(name, def));
+  return infos;
+}
+
+function describeTable(name: string, def: TableDef): TableInfo {
+  const columns = Object.entries(def.columns as Columns).map(([columnName, col]): ColumnInfo => ({
+    name: columnName,
+    quoted: quoteId(columnName),
+    kind: col.kind,
+    notNull: col.isNotNull,
+    encodedDefault: col.hasDefault
+      ? encodeValue(name, columnName, col.kind, col.defaultValue)
+      : undefined,
+    primaryKey: col.isPrimaryKey,
+  }));
+  const synced = def.withSystemColumns;
+  const key = synced ? "system_id" : columns.find((c) => c.primaryKey)?.name ?? "rowid";
+  const selected = [
+    ...columns.map((c) => c.quoted),
+    ...(synced ? SYSTEM_COLUMNS.map(quoteId) : []),
+  ];
+  return {
+    name,
+    quoted: quoteId(name),
+    columns,
+    byName: new Map(columns.map((c) => [c.name, c])),
+    synced,
+    perColumn: synced && def.lww === "column",
+    key,
+    selectList: selected.join(", "),
+    def,
+  };
+}
+
+/** The CREATE TABLE statement of a table. */
+export function createTableSql(info: TableInfo): string {
+  const defs = info.columns.map((c) => columnDefinitionSql(c));
+  if (info.synced) {
+    defs.push(
+      `"system_id" TEXT PRIMARY KEY NOT NULL`,
+      `"system_version" TEXT NOT NULL`,
+      `"system_created_at" TEXT NOT NULL`,
+      `"is_deleted" INTEGER NOT NULL DEFAULT 0`,
+    );
+    if (info.perColumn) defs.push(`${quoteId(COLUMN_VERSIONS)} TEXT NOT NULL DEFAULT '{}'`);
+  }
+  return `CREATE TABLE ${info.quoted} (${defs.join(", ")})`;
+}
+
+/** The definition of one column, as in CREATE TABLE and ALTER TABLE ADD COLUMN. */
+export function columnDefinitionSql(column: ColumnInfo): string {
+  let sql = `${column.quoted} ${sqlType(column.kind)}`;
+  if (column.primaryKey) sql += " PRIMARY KEY";
+  if (column.notNull) sql += " NOT NULL";
+  if (column.encodedDefault !== undefined) sql += ` DEFAULT ${sqlLiteral(column.encodedDefault)}`;
+  return sql;
+}
+
+// Defaults are the only values written as literals (DDL takes no parameters);
+// they come from the schema, never from user input at run time.
+function sqlLiteral(value: SqlValue): string {
+  if (value === null) return "NULL";
+  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  if (typeof value === "boolean") return value ? "1" : "0";
+  if (typeof value === "string") return `'${value.replaceAll("'", "''")}'`;
+  const bytes = value instanceof Uint8Array ? value : new Uint8Array(value);
+  return `X'${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}'`;
+}
+
+/**
+ * Validates and encodes one value for SQL.
+ *
+ * @throws {SyncError} `invalid_value` naming table, column and value.
+ */
+export function encodeValue(
+  table: string,
+  column: string,
+  kind: ColumnKind,
+  value: unknown,
+): SqlValue {
+  if (value === null) return null;
+  const fail = (expected: string): never => {
+    throw new SyncError(
+      "invalid_value",
+      `Invalid value for ${table}.${column}: expected ${expected}, got ${describe(value)}`,
+      { details: { table, column } },
+    );
+  };
+  switch (kind) {
+    case "text":
+      return typeof value === "string" ? value : fail("a string");
+    case "integer":
+      if (typeof value === "number") return Number.isInteger(value) ? value : fail("an integer");
+      return typeof value === "bigint" ? value : fail("an integer");
+    case "real":
+      return typeof value === "number" && Number.isFinite(value) ? value : fail("a finite number");
+    case "boolean":
+      if (typeof value === "boolean") return value ? 1 : 0;
+      return value === 0 || value === 1 ? value : fail("a boolean");
+    case "blob":
+      if (value instanceof Uint8Array) return value;
+      return value instanceof ArrayBuffer ? new Uint8Array(value) : fail("a Uint8Array");
+    case "json": {
+      let encoded: string | undefined;
+      try {
+        encoded = JSON.stringify(value);
+      } catch (cause) {
+        throw new SyncError("invalid_value", `Invalid value for ${table}.${column}: not JSON`, {
+          cause,
+          details: { table, column },
+        });
+      }
+      return encoded === undefined ? fail("a JSON value") : encoded;
+    }
+  }
+}
+
+/** Decodes one stored value to its column's JavaScript type. */
+export function decodeValue(kind: ColumnKind, value: SqlValue): unknown {
+  if (value === null || value === undefined) return null;
+  switch (kind) {
+    case "boolean":
+      return value !== 0 && value !== 0n && value !== false;
+    case "json":
+      return typeof value === "string" ? JSON.parse(value) : value;
+    case "blob":
+      return value instanceof ArrayBuffer ? new Uint8Array(value) : value;
+    case "integer":
+    case "real":
+      return typeof value === "bigint" ? Number(value) : value;
+    default:
+      return value;
+  }
+}
+
+/** Decodes a stored row (selected with `selectList`) into the API's row object. */
+export function decodeRow(info: TableInfo, raw: Record<string, SqlValue>): Record<string, unknown> {
+  const row: Record<string, unknown> = {};
+  for (const column of info.columns) row[column.name] = decodeValue(column.kind, raw[column.name]!);
+  if (info.synced) {
+    row.system_id = raw.system_id;
+    row.system_version = raw.system_version;
+    row.system_created_at = raw.system_created_at;
+    row.is_deleted = Number(raw.is_deleted);
+  }
+  return row;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") {
+    return JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value);
+  }
+  if (typeof value === "bigint") return `${value}n`;
+  if (value === undefined || typeof value === "number" || typeof value === "boolean") {
+    return String(value);
+  }
+  return value instanceof Uint8Array ? "a Uint8Array" : typeof value;
+}

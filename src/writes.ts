@@ -1,0 +1,252 @@
+/**
+ * Tracked writes: the statements of `insert`, `insertMany`, `update` and
+ * `delete`. Every write to a synced table is stamped with a fresh HLC version
+ * and records its outbox entry in the same batch, so no crash can separate a
+ * row from its entry. Writes to local-only tables are plain SQL.
+ *
+ * Statements are built here and run by the caller (`database.ts`) in one
+ * batch, or inside the caller's transaction. Inserts use multi-row VALUES so
+ * that `insertMany` costs a handful of statements, not two per row.
+ *
+ * @module
+ */
+
+import type { SqlStatement, SqlValue } from "./adapter.ts";
+import { SyncError } from "./errors.ts";
+import type { HlcClock } from "./hlc.ts";
+import { uuidv7 } from "./ids.ts";
+import { recordIfChangedStatement, recordStatement } from "./outbox.ts";
+import { COLUMN_VERSIONS, SYSTEM_COLUMNS } from "./schema.ts";
+import { decodeValue, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+
+/** SQLite binds at most 32,766 parameters per statement; stay well below. */
+const MAX_PARAMS_PER_STATEMENT = 30_000;
+/** Rows per multi-row statement: large enough to amortize, small enough to prepare fast. */
+const MAX_ROWS_PER_STATEMENT = 500;
+
+/** The statements of an insert and the rows as the API returns them. */
+export interface PreparedInsert {
+  /** Run in order, in one batch. */
+  readonly statements: SqlStatement[];
+  /** The inserted rows. */
+  readonly rows: Record<string, unknown>[];
+}
+
+/** Builds the statements inserting `values` (one or many rows) into a table. */
+export function prepareInsert(
+  info: TableInfo,
+  values: readonly Record<string, unknown>[],
+  hlc: HlcClock,
+): PreparedInsert {
+  const width = info.columns.length + (info.synced ? SYSTEM_COLUMNS.length : 0) +
+    (info.perColumn ? 1 : 0);
+  const rowsPerStatement = Math.max(
+    1,
+    Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS_PER_STATEMENT / width)),
+  );
+  const columnList = [
+    ...info.columns.map((c) => c.quoted),
+    ...(info.synced ? SYSTEM_COLUMNS.map(quoteId) : []),
+    ...(info.perColumn ? [quoteId(COLUMN_VERSIONS)] : []),
+  ].join(", ");
+  const placeholders = `(${"?, ".repeat(width).slice(0, -2)})`;
+
+  const statements: SqlStatement[] = [];
+  const rows: Record<string, unknown>[] = [];
+  for (let start = 0; start < values.length; start += rowsPerStatement) {
+    const chunk = values.slice(start, start + rowsPerStatement);
+    const args: SqlValue[] = [];
+    const entries: { id: string; version: string }[] = [];
+    for (const input of chunk) {
+      const row = encodeInsertRow(info, input, args);
+      if (info.synced) {
+        const version = hlc.now();
+        const id = systemIdOf(info, input, hlc);
+        args.push(id, version, version, 0);
+        if (info.perColumn) args.push(JSON.stringify(allColumnVersions(info, version)));
+        Object.assign(row, {
+          system_id: id,
+          system_version: version,
+          system_created_at: version,
+          is_deleted: 0,
+        });
+        entries.push({ id, version });
+      }
+      rows.push(row);
+    }
+    statements.push({
+      sql: `INSERT INTO ${info.quoted} (${columnList}) VALUES ${
+        `${placeholders}, `.repeat(chunk.length).slice(0, -2)
+      }`,
+      args,
+    });
+    if (entries.length > 0) statements.push(recordStatement(info.name, entries));
+  }
+  return { statements, rows };
+}
+
+/** Validates one row of an insert, appends its encoded values to `args`, returns the API row. */
+function encodeInsertRow(
+  info: TableInfo,
+  input: Record<string, unknown>,
+  args: SqlValue[],
+): Record<string, unknown> {
+  if (typeof input !== "object" || input === null) {
+    throw new TypeError(`Insert into ${info.name} expects an object, got ${typeof input}`);
+  }
+  assertKnownColumns(info, input, info.synced ? ["system_id"] : []);
+  const row: Record<string, unknown> = {};
+  for (const column of info.columns) {
+    const given = input[column.name];
+    if (given === undefined) {
+      if (column.encodedDefault !== undefined) {
+        args.push(column.encodedDefault);
+        row[column.name] = decodeValue(column.kind, column.encodedDefault);
+        continue;
+      }
+      if (column.notNull) {
+        throw new SyncError(
+          "invalid_value",
+          `Missing value for ${info.name}.${column.name}: the column is notNull without a default`,
+          { details: { table: info.name, column: column.name } },
+        );
+      }
+      args.push(null);
+      row[column.name] = null;
+      continue;
+    }
+    const encoded = encodeValue(info.name, column.name, column.kind, given);
+    if (encoded === null && column.notNull) throw notNullError(info, column.name);
+    args.push(encoded);
+    row[column.name] = decodeValue(column.kind, encoded);
+  }
+  return row;
+}
+
+function systemIdOf(info: TableInfo, input: Record<string, unknown>, hlc: HlcClock): string {
+  const given = input.system_id;
+  if (given === undefined) return uuidv7(hlc.wallClock());
+  if (typeof given !== "string" || given.length === 0 || given.length > 128) {
+    throw new SyncError(
+      "invalid_value",
+      `Invalid system_id for ${info.name}: expected a string of 1-128 characters`,
+      { details: { table: info.name, column: "system_id" } },
+    );
+  }
+  return given;
+}
+
+/** The column-version map of a freshly written row: every column (and `is_deleted`) at `version`. */
+function allColumnVersions(info: TableInfo, version: string): Record<string, string> {
+  const versions: Record<string, string> = {};
+  for (const column of info.columns) versions[column.name] = version;
+  versions.is_deleted = version;
+  return versions;
+}
+
+/** The statements of an update; the first one returns the updated row (none when not found). */
+export function prepareUpdate(
+  info: TableInfo,
+  key: string | number,
+  patch: Record<string, unknown>,
+  hlc: HlcClock,
+): SqlStatement[] {
+  if (typeof patch !== "object" || patch === null) {
+    throw new TypeError(`Update of ${info.name} expects an object, got ${typeof patch}`);
+  }
+  assertKnownColumns(info, patch, []);
+  const sets: string[] = [];
+  const args: SqlValue[] = [];
+  const changed: string[] = [];
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === undefined) continue;
+    const column = info.byName.get(name)!;
+    const encoded = encodeValue(info.name, name, column.kind, value);
+    if (encoded === null && column.notNull) throw notNullError(info, name);
+    sets.push(`${column.quoted} = ?`);
+    args.push(encoded);
+    changed.push(name);
+  }
+  if (!info.synced) {
+    if (sets.length === 0) throw new TypeError(`Update of ${info.name} needs at least one column`);
+    return [{
+      sql: `UPDATE ${info.quoted} SET ${sets.join(", ")} WHERE ${quoteId(info.key)} = ? ` +
+        `RETURNING ${info.selectList}`,
+      args: [...args, key],
+    }];
+  }
+  const version = hlc.now();
+  sets.push(`system_version = ?`);
+  args.push(version);
+  if (info.perColumn && changed.length > 0) {
+    sets.push(columnVersionsSet(changed));
+    for (const _ of changed) args.push(version);
+  }
+  const id = String(key);
+  return [
+    {
+      sql: `UPDATE ${info.quoted} SET ${sets.join(", ")} WHERE system_id = ? AND is_deleted = 0 ` +
+        `RETURNING ${info.selectList}`,
+      args: [...args, id],
+    },
+    recordIfChangedStatement(info.name, id, version),
+  ];
+}
+
+/** The statements of a delete: a tombstone for synced tables, a plain DELETE otherwise. */
+export function prepareDelete(
+  info: TableInfo,
+  key: string | number,
+  hlc: HlcClock,
+): SqlStatement[] {
+  if (!info.synced) {
+    return [{ sql: `DELETE FROM ${info.quoted} WHERE ${quoteId(info.key)} = ?`, args: [key] }];
+  }
+  const version = hlc.now();
+  const id = String(key);
+  const perColumn = info.perColumn ? `, ${columnVersionsSet(["is_deleted"])}` : "";
+  return [
+    {
+      sql: `UPDATE ${info.quoted} SET is_deleted = 1, system_version = ?${perColumn} ` +
+        `WHERE system_id = ? AND is_deleted = 0`,
+      args: info.perColumn ? [version, version, id] : [version, id],
+    },
+    recordIfChangedStatement(info.name, id, version),
+  ];
+}
+
+function columnVersionsSet(columns: readonly string[]): string {
+  const paths = columns.map((name) => `'$.${name}', ?`).join(", ");
+  return `${quoteId(COLUMN_VERSIONS)} = json_set(${quoteId(COLUMN_VERSIONS)}, ${paths})`;
+}
+
+/** Persists the clock so a reopen continues after every version this database has seen. */
+export function persistClockStatement(hlc: HlcClock): SqlStatement {
+  return {
+    sql: `INSERT INTO _sync_meta (key, value) VALUES ('hlc', ?) ` +
+      `ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE excluded.value > _sync_meta.value`,
+    args: [hlc.last],
+  };
+}
+
+function assertKnownColumns(
+  info: TableInfo,
+  values: Record<string, unknown>,
+  allowed: readonly string[],
+): void {
+  for (const name of Object.keys(values)) {
+    if (!info.byName.has(name) && !allowed.includes(name)) {
+      throw new SyncError("unknown_column", `Unknown column ${name} in table ${info.name}`, {
+        details: { table: info.name, column: name },
+      });
+    }
+  }
+}
+
+function notNullError(info: TableInfo, column: string): SyncError {
+  return new SyncError(
+    "invalid_value",
+    `Invalid value for ${info.name}.${column}: the column is notNull, got null`,
+    { details: { table: info.name, column } },
+  );
+}
