@@ -1,7 +1,9 @@
 /**
  * Row ids: UUIDv7 (RFC 9562), made on the client. The first 48 bits are the
- * Unix time in ms, so ids sort by creation time and index well; the remaining
- * 74 bits are random, so two devices never collide.
+ * Unix time in ms, so ids sort by creation time and index well; the 12 bits
+ * after the version are a counter (RFC 9562 §6.2, method 1) so ids made within
+ * one millisecond still sort in creation order; the remaining 62 bits are
+ * random, so two devices never collide.
  *
  * @module
  */
@@ -10,9 +12,13 @@ const HEX: readonly string[] = Array.from(
   { length: 256 },
   (_, i) => i.toString(16).padStart(2, "0"),
 );
+const MAX_SEQUENCE = 0xfff;
+
+let lastMs = -1;
+let sequence = 0;
 
 /**
- * A new UUIDv7.
+ * A new UUIDv7, greater than every id this module made before.
  *
  * @param ms the timestamp to embed (defaults to `Date.now()`)
  * @example
@@ -23,11 +29,24 @@ const HEX: readonly string[] = Array.from(
 export function uuidv7(ms: number = Date.now()): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   let time = Math.max(0, Math.floor(ms));
+  if (time > lastMs) {
+    // a fresh millisecond: seed the counter in its lower half to leave room to count
+    sequence = bytes[6]! & 0x07;
+  } else {
+    time = lastMs;
+    sequence += 1;
+    if (sequence > MAX_SEQUENCE) {
+      time += 1;
+      sequence = 0;
+    }
+  }
+  lastMs = time;
   for (let i = 5; i >= 0; i--) {
     bytes[i] = time % 256;
     time = Math.floor(time / 256);
   }
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
+  bytes[6] = 0x70 | (sequence >> 8);
+  bytes[7] = sequence & 0xff;
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);
   let out = "";
   for (let i = 0; i < 16; i++) {

@@ -296,7 +296,12 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
       }
     }
     for (const name of values.keys()) columnVersions[name] = (explicit[name] as string) ?? version;
-    columnVersions.is_deleted = (explicit.is_deleted as string | undefined) ?? version;
+    // Without explicit versions the change is a whole-row write, the tombstone
+    // flag included; with them, only what they list was written.
+    if (given === undefined) columnVersions.is_deleted = version;
+    else if (explicit.is_deleted !== undefined) {
+      columnVersions.is_deleted = explicit.is_deleted as string;
+    }
   }
   return { id, version, createdAt, deleted, values, columnVersions };
 }
@@ -386,9 +391,11 @@ function upsertShape(info: TableInfo, columns: readonly string[]): UpsertShape {
       const c = quoteId(name);
       return `${c} = CASE WHEN ${newer(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
     });
-    const merged = tracked.map((name) => `'${name}', max(${mine(name)}, ${theirs(name)})`).join(
-      ", ",
-    );
+    // A column the change does not carry has no incoming version: keep ours.
+    const merged = tracked.map((name) =>
+      `'${name}', max(${mine(name)}, coalesce(${theirs(name)}, ''))`
+    )
+      .join(", ");
     sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
     sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
     const insertColumns = [

@@ -88,10 +88,12 @@ export interface TableDef<C extends Columns = Columns, S extends boolean = boole
   readonly withSystemColumns: S;
   /** Merge granularity. */
   readonly lww: LwwMode;
+  // Column names are checked where the table is declared (`TableOptions`);
+  // here they are plain strings so that TableDef stays covariant in C.
   /** Secondary indexes. */
-  readonly indexes: readonly IndexDef<keyof C & string>[];
+  readonly indexes: readonly IndexDef[];
   /** The scope column, if any. */
-  readonly scope: (keyof C & string) | undefined;
+  readonly scope: string | undefined;
 }
 
 /** A schema: the declared tables and a hash that changes whenever they do. */
