@@ -13,6 +13,11 @@ const HEX: readonly string[] = Array.from(
   (_, i) => i.toString(16).padStart(2, "0"),
 );
 const MAX_SEQUENCE = 0xfff;
+// Random bytes are drawn in blocks: one getRandomValues call per id costs more
+// than the rest of the id together on some runtimes.
+const POOL_SIZE = 4096;
+const pool = new Uint8Array(POOL_SIZE);
+let poolOffset = POOL_SIZE;
 
 let lastMs = -1;
 let sequence = 0;
@@ -27,7 +32,12 @@ let sequence = 0;
  * ```
  */
 export function uuidv7(ms: number = Date.now()): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  if (poolOffset + 16 > POOL_SIZE) {
+    crypto.getRandomValues(pool);
+    poolOffset = 0;
+  }
+  const bytes = pool.slice(poolOffset, poolOffset + 16);
+  poolOffset += 16;
   let time = Math.max(0, Math.floor(ms));
   if (time > lastMs) {
     // a fresh millisecond: seed the counter in its lower half to leave room to count

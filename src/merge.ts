@@ -35,7 +35,7 @@ import { SyncError } from "./errors.ts";
 import { type HlcClock, isHlc } from "./hlc.ts";
 import { supersededStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
-import { encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { type ColumnInfo, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
 import { persistClockStatement } from "./writes.ts";
 
 /**
@@ -89,8 +89,10 @@ interface NormalizedRow {
   readonly version: string;
   readonly createdAt: string;
   readonly deleted: 0 | 1;
-  /** Encoded values of the columns present, in the table's column order. */
-  readonly values: Map<string, SqlValue>;
+  /** Encoded values by column index; `undefined` where the change does not carry the column. */
+  readonly values: (SqlValue | undefined)[];
+  /** The indexes of the columns carried, as a key: rows with equal keys share a statement shape. */
+  readonly signature: string;
   /** Column tables: version per present column and `is_deleted`. */
   readonly columnVersions: Record<string, string> | undefined;
 }
@@ -246,8 +248,9 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
     data = given as Record<string, unknown>;
   }
 
-  const values = new Map<string, SqlValue>();
-  for (const [name, value] of Object.entries(data)) {
+  const values = new Array<SqlValue | undefined>(info.columns.length);
+  for (const name in data) {
+    const value = data[name];
     const column = info.byName.get(name);
     if (column === undefined) {
       throw new SyncError(
@@ -263,8 +266,10 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
     if (encoded === null && column.notNull) {
       throw invalid(info, id, `column ${name} is notNull, got null`);
     }
-    values.set(name, encoded);
+    values[column.index] = encoded;
   }
+  let signature = "";
+  for (let i = 0; i < values.length; i++) if (values[i] !== undefined) signature += `${i},`;
 
   let columnVersions: Record<string, string> | undefined;
   if (info.perColumn) {
@@ -275,8 +280,9 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
     }
     const explicit = (given ?? {}) as Record<string, unknown>;
     for (const [name, columnVersion] of Object.entries(explicit)) {
-      if (name !== "is_deleted" && !values.has(name)) {
-        if (info.byName.has(name)) continue; // a version without a value carries nothing
+      const column = info.byName.get(name);
+      if (name !== "is_deleted" && (column === undefined || values[column.index] === undefined)) {
+        if (column !== undefined) continue; // a version without a value carries nothing
         throw new SyncError(
           "unknown_column",
           `Unknown column ${name} in table ${info.name} (row ${id})`,
@@ -295,7 +301,11 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
         );
       }
     }
-    for (const name of values.keys()) columnVersions[name] = (explicit[name] as string) ?? version;
+    for (const column of info.columns) {
+      if (values[column.index] !== undefined) {
+        columnVersions[column.name] = (explicit[column.name] as string | undefined) ?? version;
+      }
+    }
     // Without explicit versions the change is a whole-row write, the tombstone
     // flag included; with them, only what they list was written.
     if (given === undefined) columnVersions.is_deleted = version;
@@ -303,7 +313,7 @@ function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
       columnVersions.is_deleted = explicit.is_deleted as string;
     }
   }
-  return { id, version, createdAt, deleted, values, columnVersions };
+  return { id, version, createdAt, deleted, values, signature, columnVersions };
 }
 
 function invalid(info: TableInfo, id: string | undefined, why: string): SyncError {
@@ -318,14 +328,16 @@ function invalid(info: TableInfo, id: string | undefined, why: string): SyncErro
 function groupByColumns(
   info: TableInfo,
   rows: readonly NormalizedRow[],
-): { columns: string[]; rows: NormalizedRow[] }[] {
-  const groups = new Map<string, { columns: string[]; rows: NormalizedRow[] }>();
+): { columns: ColumnInfo[]; rows: NormalizedRow[] }[] {
+  const groups = new Map<string, { columns: ColumnInfo[]; rows: NormalizedRow[] }>();
   for (const row of rows) {
-    const columns = info.columns.filter((c) => row.values.has(c.name)).map((c) => c.name);
-    const key = columns.join(",");
-    const group = groups.get(key);
-    if (group === undefined) groups.set(key, { columns, rows: [row] });
-    else group.rows.push(row);
+    const group = groups.get(row.signature);
+    if (group !== undefined) {
+      group.rows.push(row);
+      continue;
+    }
+    const columns = info.columns.filter((c) => row.values[c.index] !== undefined);
+    groups.set(row.signature, { columns, rows: [row] });
   }
   return [...groups.values()];
 }
@@ -340,14 +352,14 @@ const upsertShapes = new WeakMap<TableInfo, Map<string, UpsertShape>>();
 
 function upsertStatement(
   info: TableInfo,
-  columns: readonly string[],
+  columns: readonly ColumnInfo[],
   rows: readonly NormalizedRow[],
 ): SqlStatement {
   const args: SqlValue[] = [];
   for (const row of rows) {
     args.push(row.id, row.version, row.createdAt, row.deleted);
     if (info.perColumn) args.push(JSON.stringify(row.columnVersions));
-    for (const name of columns) args.push(row.values.get(name)!);
+    for (const column of columns) args.push(row.values[column.index]!);
   }
   const width = 4 + (info.perColumn ? 1 : 0) + columns.length;
   const { head, tail } = upsertShape(info, columns);
@@ -356,7 +368,8 @@ function upsertStatement(
 }
 
 // The statement around the VALUES list, cached per table and column set.
-function upsertShape(info: TableInfo, columns: readonly string[]): UpsertShape {
+function upsertShape(info: TableInfo, carried: readonly ColumnInfo[]): UpsertShape {
+  const columns = carried.map((c) => c.name);
   let cache = upsertShapes.get(info);
   if (cache === undefined) upsertShapes.set(info, cache = new Map());
   const key = columns.join(",");

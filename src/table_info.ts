@@ -38,6 +38,8 @@ export interface ColumnInfo {
   readonly encodedDefault: SqlValue | undefined;
   /** Primary key of a local-only table. */
   readonly primaryKey: boolean;
+  /** Position among the declared columns. */
+  readonly index: number;
 }
 
 /** A declared table, ready for SQL. */
@@ -84,7 +86,10 @@ export function describeTables(tables: Record<string, TableDef>): Map<string, Ta
 }
 
 function describeTable(name: string, def: TableDef): TableInfo {
-  const columns = Object.entries(def.columns as Columns).map(([columnName, col]): ColumnInfo => ({
+  const columns = Object.entries(def.columns as Columns).map((
+    [columnName, col],
+    index,
+  ): ColumnInfo => ({
     name: columnName,
     quoted: quoteId(columnName),
     kind: col.kind,
@@ -93,6 +98,7 @@ function describeTable(name: string, def: TableDef): TableInfo {
       ? encodeValue(name, columnName, col.kind, col.defaultValue)
       : undefined,
     primaryKey: col.isPrimaryKey,
+    index,
   }));
   const synced = def.withSystemColumns;
   const key = synced ? "system_id" : columns.find((c) => c.primaryKey)?.name ?? "rowid";
@@ -160,40 +166,63 @@ export function encodeValue(
   value: unknown,
 ): SqlValue {
   if (value === null) return null;
-  const fail = (expected: string): never => {
-    throw new SyncError(
-      "invalid_value",
-      `Invalid value for ${table}.${column}: expected ${expected}, got ${describe(value)}`,
-      { details: { table, column } },
-    );
-  };
   switch (kind) {
     case "text":
-      return typeof value === "string" ? value : fail("a string");
+      if (typeof value === "string") return value;
+      break;
     case "integer":
-      if (typeof value === "number") return Number.isInteger(value) ? value : fail("an integer");
-      return typeof value === "bigint" ? value : fail("an integer");
+      if ((typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint") {
+        return value;
+      }
+      break;
     case "real":
-      return typeof value === "number" && Number.isFinite(value) ? value : fail("a finite number");
+      if (typeof value === "number" && Number.isFinite(value)) return value;
+      break;
     case "boolean":
       if (typeof value === "boolean") return value ? 1 : 0;
-      return value === 0 || value === 1 ? value : fail("a boolean");
+      if (value === 0 || value === 1) return value;
+      break;
     case "blob":
       if (value instanceof Uint8Array) return value;
-      return value instanceof ArrayBuffer ? new Uint8Array(value) : fail("a Uint8Array");
-    case "json": {
-      let encoded: string | undefined;
-      try {
-        encoded = JSON.stringify(value);
-      } catch (cause) {
-        throw new SyncError("invalid_value", `Invalid value for ${table}.${column}: not JSON`, {
-          cause,
-          details: { table, column },
-        });
-      }
-      return encoded === undefined ? fail("a JSON value") : encoded;
-    }
+      if (value instanceof ArrayBuffer) return new Uint8Array(value);
+      break;
+    case "json":
+      return encodeJson(table, column, value);
   }
+  throw new SyncError(
+    "invalid_value",
+    `Invalid value for ${table}.${column}: expected ${EXPECTED[kind]}, got ${describe(value)}`,
+    { details: { table, column } },
+  );
+}
+
+const EXPECTED: Record<ColumnKind, string> = {
+  text: "a string",
+  integer: "an integer",
+  real: "a finite number",
+  boolean: "a boolean",
+  blob: "a Uint8Array",
+  json: "a JSON value",
+};
+
+function encodeJson(table: string, column: string, value: unknown): string {
+  let encoded: string | undefined;
+  try {
+    encoded = JSON.stringify(value);
+  } catch (cause) {
+    throw new SyncError("invalid_value", `Invalid value for ${table}.${column}: not JSON`, {
+      cause,
+      details: { table, column },
+    });
+  }
+  if (encoded === undefined) {
+    throw new SyncError(
+      "invalid_value",
+      `Invalid value for ${table}.${column}: expected a JSON value, got ${describe(value)}`,
+      { details: { table, column } },
+    );
+  }
+  return encoded;
 }
 
 /** Decodes one stored value to its column's JavaScript type. */

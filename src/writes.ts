@@ -24,6 +24,9 @@ const MAX_PARAMS_PER_STATEMENT = 30_000;
 /** Rows per multi-row statement: large enough to amortize, small enough to prepare fast. */
 const MAX_ROWS_PER_STATEMENT = 500;
 
+const SYSTEM_ID: readonly string[] = ["system_id"];
+const NOTHING: readonly string[] = [];
+
 /** The statements of an insert and the rows as the API returns them. */
 export interface PreparedInsert {
   /** Run in order, in one batch. */
@@ -64,12 +67,10 @@ export function prepareInsert(
         const id = systemIdOf(info, input, hlc);
         args.push(id, version, version, 0);
         if (info.perColumn) args.push(JSON.stringify(allColumnVersions(info, version)));
-        Object.assign(row, {
-          system_id: id,
-          system_version: version,
-          system_created_at: version,
-          is_deleted: 0,
-        });
+        row.system_id = id;
+        row.system_version = version;
+        row.system_created_at = version;
+        row.is_deleted = 0;
         entries.push({ id, version });
       }
       rows.push(row);
@@ -94,7 +95,7 @@ function encodeInsertRow(
   if (typeof input !== "object" || input === null) {
     throw new TypeError(`Insert into ${info.name} expects an object, got ${typeof input}`);
   }
-  assertKnownColumns(info, input, info.synced ? ["system_id"] : []);
+  assertKnownColumns(info, input, info.synced ? SYSTEM_ID : NOTHING);
   const row: Record<string, unknown> = {};
   for (const column of info.columns) {
     const given = input[column.name];
@@ -154,7 +155,7 @@ export function prepareUpdate(
   if (typeof patch !== "object" || patch === null) {
     throw new TypeError(`Update of ${info.name} expects an object, got ${typeof patch}`);
   }
-  assertKnownColumns(info, patch, []);
+  assertKnownColumns(info, patch, NOTHING);
   const sets: string[] = [];
   const args: SqlValue[] = [];
   const changed: string[] = [];
