@@ -30,16 +30,11 @@ test("insert refuses a wrong column type at compile time and at run time", async
 test("update refuses unknown columns and wrong types", async () => {
   const db = await openMemory({ schema });
   const task = await db.insert("tasks", { title: "a" });
+  const id = task.system_id;
   // @ts-expect-error done is a number
-  await assert.rejects(
-    db.update("tasks", task.system_id, { done: "yes" }),
-    isCode("invalid_value"),
-  );
+  await assert.rejects(db.update("tasks", id, { done: "yes" }), isCode("invalid_value"));
   // @ts-expect-error color is a column of notes, not tasks
-  await assert.rejects(
-    db.update("tasks", task.system_id, { color: "red" }),
-    isCode("unknown_column"),
-  );
+  await assert.rejects(db.update("tasks", id, { color: "red" }), isCode("unknown_column"));
   assert.equal((await db.get("tasks", task.system_id))?.system_version, task.system_version);
   await db.close();
 });
