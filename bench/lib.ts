@@ -1,0 +1,174 @@
+/**
+ * Shared helpers of the benchmarks: the runtime they run on, temporary
+ * directories, medians, timing, and Markdown tables. Runs unchanged on Node
+ * (`--import tsx`), Deno and Bun.
+ *
+ * @module
+ */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+
+/** The JavaScript runtime running the benchmark. */
+export interface RuntimeInfo {
+  /** `node`, `deno` or `bun`. */
+  readonly name: "node" | "deno" | "bun";
+  /** The runtime's own version (not the Node compatibility version). */
+  readonly version: string;
+  /** A heading-ready label, e.g. `Deno 2.9.6 (linux x64)`. */
+  readonly label: string;
+}
+
+/** Detects the runtime from `process.versions`, which all three fill in. */
+export function runtimeInfo(): RuntimeInfo {
+  const versions = process.versions as Record<string, string | undefined>;
+  const platform = `${process.platform} ${process.arch}`;
+  if (versions.deno !== undefined) {
+    return { name: "deno", version: versions.deno, label: `Deno ${versions.deno} (${platform})` };
+  }
+  if (versions.bun !== undefined) {
+    return { name: "bun", version: versions.bun, label: `Bun ${versions.bun} (${platform})` };
+  }
+  const node = versions.node ?? "unknown";
+  return { name: "node", version: node, label: `Node ${node} (${platform})` };
+}
+
+/**
+ * The command line that runs `script` on the current runtime, the way the
+ * benchmarks themselves are run: `node --import tsx`, `deno run -A`, `bun`.
+ * With `exposeGc`, a script can call `globalThis.gc()` (Bun has `Bun.gc` anyway).
+ */
+export function runtimeCommand(
+  script: string,
+  options: { exposeGc?: boolean } = {},
+): { command: string; args: string[] } {
+  const gc = options.exposeGc === true;
+  const { name } = runtimeInfo();
+  const args = name === "node"
+    ? [...(gc ? ["--expose-gc"] : []), "--import", "tsx", script]
+    : name === "deno"
+    ? ["run", "-A", ...(gc ? ["--v8-flags=--expose-gc"] : []), script]
+    : [script];
+  return { command: process.execPath, args };
+}
+
+/** A temporary directory; `cleanup` removes it with everything in it. */
+export interface TempDir {
+  /** Absolute path of the directory. */
+  readonly path: string;
+  /** Removes the directory. */
+  cleanup(): void;
+}
+
+/** Creates a temporary directory under the OS temp dir. */
+export function tempDir(prefix = "declarative-sync-bench-"): TempDir {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Removes a SQLite database file and its journal/WAL companions. */
+export function removeDatabaseFiles(path: string): void {
+  for (const suffix of ["", "-journal", "-wal", "-shm"]) {
+    rmSync(path + suffix, { force: true });
+  }
+}
+
+/** The median of a non-empty list of numbers. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError("median of an empty list");
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * One timed operation with an untimed setup and teardown, so that every
+ * iteration starts from the same state (e.g. a fresh database).
+ */
+export interface Trial<S> {
+  /** Prepares the state of one iteration (not timed). */
+  setup(iteration: number): Promise<S>;
+  /** The measured operation. */
+  run(state: S): Promise<unknown>;
+  /** Releases the state (not timed). */
+  teardown(state: S): Promise<void>;
+}
+
+/** Runs one iteration of a trial and returns the time of `run`, in ms. */
+export async function timeTrial<S>(trial: Trial<S>, iteration: number): Promise<number> {
+  const state = await trial.setup(iteration);
+  try {
+    const start = performance.now();
+    await trial.run(state);
+    return performance.now() - start;
+  } finally {
+    await trial.teardown(state);
+  }
+}
+
+/** Median times (ms) of two trials measured in the same run. */
+export interface PairResult {
+  /** Median of the library's trial. */
+  readonly ours: number;
+  /** Median of the raw baseline. */
+  readonly raw: number;
+  /** All samples of the library's trial. */
+  readonly oursSamples: readonly number[];
+  /** All samples of the raw baseline. */
+  readonly rawSamples: readonly number[];
+}
+
+/**
+ * Measures two trials: one untimed warm-up each, then `iterations` alternating
+ * runs (ours, raw, raw, ours, …) so that drift of the machine (caches, CPU
+ * frequency, disk) affects both alike. Returns the medians.
+ */
+export async function measurePair<A, B>(
+  ours: Trial<A>,
+  raw: Trial<B>,
+  iterations: number,
+): Promise<PairResult> {
+  await timeTrial(ours, -1);
+  await timeTrial(raw, -1);
+  const oursSamples: number[] = [];
+  const rawSamples: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    if (i % 2 === 0) {
+      oursSamples.push(await timeTrial(ours, i));
+      rawSamples.push(await timeTrial(raw, i));
+    } else {
+      rawSamples.push(await timeTrial(raw, i));
+      oursSamples.push(await timeTrial(ours, i));
+    }
+  }
+  return { ours: median(oursSamples), raw: median(rawSamples), oursSamples, rawSamples };
+}
+
+/** Formats a number with thousands separators and at most `digits` decimals. */
+export function formatNumber(value: number, digits = 0): string {
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+/** A Markdown table; cells are escaped for `|`. */
+export function markdownTable(
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
+  const escape = (cell: string) => cell.replaceAll("|", "\\|");
+  const line = (cells: readonly string[]) => `| ${cells.map(escape).join(" | ")} |`;
+  return [
+    line(headers),
+    `|${headers.map(() => "---").join("|")}|`,
+    ...rows.map(line),
+  ].join("\n");
+}
+
+/** Writes a progress line to stderr, keeping stdout for the result table. */
+export function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
