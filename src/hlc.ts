@@ -173,6 +173,12 @@ export function createHlc(options: HlcOptions): HlcClock {
     counter = last.counter;
   }
 
+  // The formatted millisecond is cached: many versions share one, and number
+  // to string conversion dominates the cost of a version on some engines.
+  let prefixMs = -1;
+  let prefix = "";
+  const suffix = `:${nodeId}`;
+
   // Sets the state, carrying a counter overflow into the logical millisecond.
   const advance = (nextMs: number, nextCounter: number): Hlc => {
     if (nextCounter > MAX_COUNTER) {
@@ -181,7 +187,11 @@ export function createHlc(options: HlcOptions): HlcClock {
     }
     ms = nextMs;
     counter = nextCounter;
-    return formatHlc({ ms, counter, nodeId });
+    if (ms !== prefixMs) {
+      prefixMs = ms;
+      prefix = `${String(ms).padStart(MS_WIDTH, "0")}:`;
+    }
+    return prefix + String(counter).padStart(COUNTER_WIDTH, "0") + suffix;
   };
 
   return {

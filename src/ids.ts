@@ -8,10 +8,7 @@
  * @module
  */
 
-const HEX: readonly string[] = Array.from(
-  { length: 256 },
-  (_, i) => i.toString(16).padStart(2, "0"),
-);
+const HEX_CODES: readonly number[] = Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
 const MAX_SEQUENCE = 0xfff;
 // Random bytes are drawn in blocks: one getRandomValues call per id costs more
 // than the rest of the id together on some runtimes.
@@ -58,10 +55,14 @@ export function uuidv7(ms: number = Date.now()): string {
   bytes[6] = 0x70 | (sequence >> 8);
   bytes[7] = sequence & 0xff;
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);
-  let out = "";
+  // Built from character codes in one call: the result is a flat string, not
+  // a chain of concatenations kept alive by every id a caller holds.
+  const codes = new Array<number>(36);
+  let at = 0;
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) out += "-";
-    out += HEX[bytes[i]!];
+    if (i === 4 || i === 6 || i === 8 || i === 10) codes[at++] = 45; // "-"
+    codes[at++] = HEX_CODES[bytes[i]! >> 4]!;
+    codes[at++] = HEX_CODES[bytes[i]! & 15]!;
   }
-  return out;
+  return String.fromCharCode(...codes);
 }

@@ -2,7 +2,7 @@
  * Last-write-wins merge of server changes into the local database
  * (`applyServerChanges`).
  *
- * Every incoming row becomes part of a multi-row UPSERT whose conflict clause
+ * Every incoming row becomes part of a multi-row UPSERT (`json_rows.ts`) whose conflict clause
  * carries the whole decision, so the merge needs no read-then-write round trip
  * and costs well under one statement per row — the same code runs against a
  * remote primary at the edge, where each round trip costs:
@@ -35,6 +35,7 @@ import { SyncError } from "./errors.ts";
 import { type HlcClock, isHlc } from "./hlc.ts";
 import { supersededStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
+import { jsonSelectList, toJsonValue } from "./json_rows.ts";
 import { type ColumnInfo, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
 import { persistClockStatement } from "./writes.ts";
 
@@ -79,10 +80,10 @@ export interface ApplyResult {
   readonly newestVersion: string | undefined;
 }
 
-/** Rows per multi-row UPSERT statement. */
-const ROWS_PER_STATEMENT = 256;
+/** Rows per UPSERT statement (bound as one JSON argument). */
+const ROWS_PER_STATEMENT = 1_000;
 /** Statements per round trip inside the apply transaction. */
-const STATEMENTS_PER_BATCH = 8;
+const STATEMENTS_PER_BATCH = 4;
 
 interface NormalizedRow {
   readonly id: string;
@@ -342,58 +343,45 @@ function groupByColumns(
   return [...groups.values()];
 }
 
-/** The SQL before and after the VALUES list of an UPSERT. */
-interface UpsertShape {
-  readonly head: string;
-  readonly tail: string;
-}
-
-const upsertShapes = new WeakMap<TableInfo, Map<string, UpsertShape>>();
-
 function upsertStatement(
   info: TableInfo,
   columns: readonly ColumnInfo[],
   rows: readonly NormalizedRow[],
 ): SqlStatement {
-  const args: SqlValue[] = [];
-  for (const row of rows) {
-    args.push(row.id, row.version, row.createdAt, row.deleted);
-    if (info.perColumn) args.push(JSON.stringify(row.columnVersions));
-    for (const column of columns) args.push(row.values[column.index]!);
+  const elements: unknown[] = new Array(rows.length);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r]!;
+    const element: unknown[] = [row.id, row.version, row.createdAt, row.deleted];
+    if (info.perColumn) element.push(JSON.stringify(row.columnVersions));
+    for (const column of columns) element.push(toJsonValue(row.values[column.index]!));
+    elements[r] = element;
   }
-  const width = 4 + (info.perColumn ? 1 : 0) + columns.length;
-  const { head, tail } = upsertShape(info, columns);
-  const values = `(${"?, ".repeat(width).slice(0, -2)}), `.repeat(rows.length).slice(0, -2);
-  return { sql: head + values + tail, args };
+  return { sql: upsertSql(info, columns), args: [JSON.stringify(elements)] };
 }
 
-// The statement around the VALUES list, cached per table and column set.
-function upsertShape(info: TableInfo, carried: readonly ColumnInfo[]): UpsertShape {
+const upsertSqlCache = new WeakMap<TableInfo, Map<string, string>>();
+
+// The UPSERT of rows carrying `carried`, cached per table and column set.
+function upsertSql(info: TableInfo, carried: readonly ColumnInfo[]): string {
   const columns = carried.map((c) => c.name);
-  let cache = upsertShapes.get(info);
-  if (cache === undefined) upsertShapes.set(info, cache = new Map());
+  let cache = upsertSqlCache.get(info);
+  if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
   const key = columns.join(",");
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
 
   const quoted = columns.map(quoteId);
   const t = info.quoted;
-  let shape: UpsertShape;
+  const system = [`system_id`, `system_version`, `system_created_at`, `is_deleted`];
+  if (info.perColumn) system.push(quoteId(COLUMN_VERSIONS));
+  const select = jsonSelectList([...system.map(() => undefined), ...carried.map((c) => c.kind)]);
+  const head = `INSERT INTO ${t} (${[...system, ...quoted].join(", ")}) ` +
+    `SELECT ${select} FROM json_each(?) WHERE true ON CONFLICT (system_id) DO UPDATE SET `;
+  let sql: string;
   if (!info.perColumn) {
-    const insertColumns = [
-      `system_id`,
-      `system_version`,
-      `system_created_at`,
-      `is_deleted`,
-      ...quoted,
-    ];
     const sets = [`system_version = excluded.system_version`, `is_deleted = excluded.is_deleted`]
       .concat(quoted.map((c) => `${c} = excluded.${c}`));
-    shape = {
-      head: `INSERT INTO ${t} (${insertColumns.join(", ")}) VALUES `,
-      tail: ` ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} ` +
-        `WHERE excluded.system_version > ${t}.system_version`,
-    };
+    sql = head + `${sets.join(", ")} WHERE excluded.system_version > ${t}.system_version`;
   } else {
     const cv = quoteId(COLUMN_VERSIONS);
     const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
@@ -405,26 +393,13 @@ function upsertShape(info: TableInfo, carried: readonly ColumnInfo[]): UpsertSha
       return `${c} = CASE WHEN ${newer(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
     });
     // A column the change does not carry has no incoming version: keep ours.
-    const merged = tracked.map((name) =>
-      `'${name}', max(${mine(name)}, coalesce(${theirs(name)}, ''))`
-    )
+    const merged = tracked
+      .map((name) => `'${name}', max(${mine(name)}, coalesce(${theirs(name)}, ''))`)
       .join(", ");
     sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
     sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
-    const insertColumns = [
-      `system_id`,
-      `system_version`,
-      `system_created_at`,
-      `is_deleted`,
-      cv,
-      ...quoted,
-    ];
-    shape = {
-      head: `INSERT INTO ${t} (${insertColumns.join(", ")}) VALUES `,
-      tail: ` ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} ` +
-        `WHERE ${tracked.map(newer).join(" OR ")}`,
-    };
+    sql = head + `${sets.join(", ")} WHERE ${tracked.map(newer).join(" OR ")}`;
   }
-  cache.set(key, shape);
-  return shape;
+  cache.set(key, sql);
+  return sql;
 }

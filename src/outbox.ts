@@ -49,7 +49,6 @@ export interface DirtyRowAck {
   readonly version: string;
 }
 
-const UPSERT_ENTRY = `INSERT INTO _dirty_rows (table_name, row_id, version) VALUES `;
 const ON_CONFLICT = ` ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version`;
 
 /** Records (or moves forward) the outbox entries of rows just written. */
@@ -57,11 +56,10 @@ export function recordStatement(
   table: string,
   entries: readonly { id: string; version: string }[],
 ): SqlStatement {
-  const args: SqlValue[] = [];
-  for (const entry of entries) args.push(table, entry.id, entry.version);
   return {
-    sql: UPSERT_ENTRY + "(?, ?, ?), ".repeat(entries.length).slice(0, -2) + ON_CONFLICT,
-    args,
+    sql: `INSERT INTO _dirty_rows (table_name, row_id, version) ` +
+      `SELECT ?, value ->> 0, value ->> 1 FROM json_each(?) WHERE true` + ON_CONFLICT,
+    args: [table, JSON.stringify(entries.map((entry) => [entry.id, entry.version]))],
   };
 }
 

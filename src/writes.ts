@@ -5,8 +5,9 @@
  * row from its entry. Writes to local-only tables are plain SQL.
  *
  * Statements are built here and run by the caller (`database.ts`) in one
- * batch, or inside the caller's transaction. Inserts use multi-row VALUES so
- * that `insertMany` costs a handful of statements, not two per row.
+ * batch, or inside the caller's transaction. Inserts bind many rows as one JSON
+ * argument (`json_rows.ts`), so `insertMany` costs a handful of statements,
+ * not two per row.
  *
  * @module
  */
@@ -15,14 +16,13 @@ import type { SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import type { HlcClock } from "./hlc.ts";
 import { uuidv7 } from "./ids.ts";
+import { jsonSelectList, toJsonValue } from "./json_rows.ts";
 import { recordIfChangedStatement, recordStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS, SYSTEM_COLUMNS } from "./schema.ts";
 import { decodeValue, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
 
-/** SQLite binds at most 32,766 parameters per statement; stay well below. */
-const MAX_PARAMS_PER_STATEMENT = 30_000;
-/** Rows per multi-row statement: large enough to amortize, small enough to prepare fast. */
-const MAX_ROWS_PER_STATEMENT = 500;
+/** Rows per INSERT statement (bound as one JSON argument, see `json_rows.ts`). */
+const ROWS_PER_STATEMENT = 1_000;
 
 const SYSTEM_ID: readonly string[] = ["system_id"];
 const NOTHING: readonly string[] = [];
@@ -41,56 +41,54 @@ export function prepareInsert(
   values: readonly Record<string, unknown>[],
   hlc: HlcClock,
 ): PreparedInsert {
-  const width = info.columns.length + (info.synced ? SYSTEM_COLUMNS.length : 0) +
-    (info.perColumn ? 1 : 0);
-  const rowsPerStatement = Math.max(
-    1,
-    Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS_PER_STATEMENT / width)),
-  );
+  const kinds = [
+    ...info.columns.map((c) => c.kind),
+    ...(info.synced ? SYSTEM_COLUMNS.map(() => undefined) : []),
+    ...(info.perColumn ? [undefined] : []),
+  ];
   const columnList = [
     ...info.columns.map((c) => c.quoted),
     ...(info.synced ? SYSTEM_COLUMNS.map(quoteId) : []),
     ...(info.perColumn ? [quoteId(COLUMN_VERSIONS)] : []),
   ].join(", ");
-  const placeholders = `(${"?, ".repeat(width).slice(0, -2)})`;
+  const sql = `INSERT INTO ${info.quoted} (${columnList}) ` +
+    `SELECT ${jsonSelectList(kinds)} FROM json_each(?) WHERE true`;
 
   const statements: SqlStatement[] = [];
-  const rows: Record<string, unknown>[] = [];
-  for (let start = 0; start < values.length; start += rowsPerStatement) {
-    const chunk = values.slice(start, start + rowsPerStatement);
-    const args: SqlValue[] = [];
+  const rows: Record<string, unknown>[] = new Array(values.length);
+  for (let start = 0; start < values.length; start += ROWS_PER_STATEMENT) {
+    const end = Math.min(values.length, start + ROWS_PER_STATEMENT);
+    const elements: unknown[][] = [];
     const entries: { id: string; version: string }[] = [];
-    for (const input of chunk) {
-      const row = encodeInsertRow(info, input, args);
+    for (let i = start; i < end; i++) {
+      const input = values[i]!;
+      const element: unknown[] = [];
+      const row = encodeInsertRow(info, input, element);
       if (info.synced) {
         const version = hlc.now();
         const id = systemIdOf(info, input, hlc);
-        args.push(id, version, version, 0);
-        if (info.perColumn) args.push(JSON.stringify(allColumnVersions(info, version)));
+        element.push(id, version, version, 0);
+        if (info.perColumn) element.push(JSON.stringify(allColumnVersions(info, version)));
         row.system_id = id;
         row.system_version = version;
         row.system_created_at = version;
         row.is_deleted = 0;
         entries.push({ id, version });
       }
-      rows.push(row);
+      elements.push(element);
+      rows[i] = row;
     }
-    statements.push({
-      sql: `INSERT INTO ${info.quoted} (${columnList}) VALUES ${
-        `${placeholders}, `.repeat(chunk.length).slice(0, -2)
-      }`,
-      args,
-    });
+    statements.push({ sql, args: [JSON.stringify(elements)] });
     if (entries.length > 0) statements.push(recordStatement(info.name, entries));
   }
   return { statements, rows };
 }
 
-/** Validates one row of an insert, appends its encoded values to `args`, returns the API row. */
+/** Validates one row of an insert, appends its values to the JSON `element`, returns the API row. */
 function encodeInsertRow(
   info: TableInfo,
   input: Record<string, unknown>,
-  args: SqlValue[],
+  element: unknown[],
 ): Record<string, unknown> {
   if (typeof input !== "object" || input === null) {
     throw new TypeError(`Insert into ${info.name} expects an object, got ${typeof input}`);
@@ -101,7 +99,7 @@ function encodeInsertRow(
     const given = input[column.name];
     if (given === undefined) {
       if (column.encodedDefault !== undefined) {
-        args.push(column.encodedDefault);
+        element.push(toJsonValue(column.encodedDefault));
         row[column.name] = decodeValue(column.kind, column.encodedDefault);
         continue;
       }
@@ -112,13 +110,13 @@ function encodeInsertRow(
           { details: { table: info.name, column: column.name } },
         );
       }
-      args.push(null);
+      element.push(null);
       row[column.name] = null;
       continue;
     }
     const encoded = encodeValue(info.name, column.name, column.kind, given);
     if (encoded === null && column.notNull) throw notNullError(info, column.name);
-    args.push(encoded);
+    element.push(toJsonValue(encoded));
     row[column.name] = decodeValue(column.kind, encoded);
   }
   return row;
