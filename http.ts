@@ -1,17 +1,23 @@
 /**
- * The fetch-based client transport for the declarative-sync server.
- *
- * This entry point currently exports the wire protocol version only;
- * `createHttpSync` (a ready `{ onFetch, onSend }` pair for `ServerSyncManager`)
- * lands together with the sync server and manager.
+ * The fetch-based client transport for the declarative-sync server:
+ * `createHttpSync({ url })` returns the `{ onFetch, onSend }` pair that
+ * `ServerSyncManager` takes, so most apps write no API client at all.
  *
  * @example
  * ```ts
- * import { PROTOCOL_VERSION } from "@declarative/sync/http";
- * console.log(PROTOCOL_VERSION); // 1
+ * import { ServerSyncManager } from "@declarative/sync";
+ * import { createHttpSync } from "@declarative/sync/http";
+ *
+ * const manager = new ServerSyncManager({
+ *   database,
+ *   syncInterval: 60_000,
+ *   ...createHttpSync({ url: "http://127.0.0.1:8787", headers: { authorization: "Bearer …" } }),
+ * });
+ * manager.start();
  * ```
  *
  * @module
  */
 
-export { PROTOCOL_VERSION } from "./src/protocol.ts";
+export { createHttpSync, type HttpSync, type HttpSyncOptions } from "./src/http_sync.ts";
+export * from "./src/protocol.ts";

@@ -58,8 +58,22 @@ export {
   randomNodeId,
 } from "./src/hlc.ts";
 export { uuidv7 } from "./src/ids.ts";
+export {
+  type FetchResult,
+  type SendResult,
+  ServerSyncManager,
+  type ServerSyncManagerOptions,
+  type SyncState,
+  type SyncStatus,
+} from "./src/sync_manager.ts";
+export {
+  PROTOCOL_VERSION,
+  type PullRow,
+  type PushChange,
+  type PushResult,
+} from "./src/protocol.ts";
 export type { ApplyResult, ServerChanges, ServerRow, ServerTableChanges } from "./src/merge.ts";
-export type { DirtyRow, DirtyRowAck } from "./src/outbox.ts";
+export type { DirtyRow, DirtyRowAck, RejectedRow, Rejection } from "./src/outbox.ts";
 export {
   blob,
   boolean,

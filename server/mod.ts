@@ -1,16 +1,30 @@
 /**
- * The declarative-sync server: a Hono app with the push/pull endpoint.
- *
- * This entry point currently exports the wire protocol version only;
- * `createSyncServer` lands together with the sync manager and HTTP transport.
+ * The declarative-sync server: a Hono app with `POST /push`, `POST /pull` and
+ * `GET /health`, running the core's schema, HLC and merge code on libSQL.
  *
  * @example
  * ```ts
- * import { PROTOCOL_VERSION } from "@declarative/sync/server";
- * console.log(PROTOCOL_VERSION); // 1
+ * import { createClient } from "@libsql/client";
+ * import { createSyncServer, openServerDatabase, serve } from "@declarative/sync/server";
+ * import { libsqlAdapter } from "@declarative/sync/libsql";
+ *
+ * const database = await openServerDatabase({
+ *   adapter: libsqlAdapter(createClient({ url: "file:data/sync.db" })),
+ *   schema,
+ * });
+ * const app = createSyncServer({ database, authorize: (c) => ({ id: "anonymous" }) });
+ * await serve(app.fetch, { port: 8787 });
  * ```
  *
  * @module
  */
 
-export { PROTOCOL_VERSION } from "../src/protocol.ts";
+export { createSyncServer, type SyncServerLimits, type SyncServerOptions } from "./app.ts";
+export {
+  openServerDatabase,
+  type Principal,
+  type ServerDatabase,
+  type ServerDatabaseOptions,
+} from "./database.ts";
+export { type FetchHandler, type RunningServer, serve, type ServeOptions } from "./serve.ts";
+export * from "../src/protocol.ts";

@@ -38,6 +38,11 @@ import {
   type DirtyRow,
   type DirtyRowAck,
   readDirtyRows,
+  readRejectedRows,
+  type RejectedRow,
+  type Rejection,
+  rejectStatements,
+  retryRejectedStatements,
 } from "./outbox.ts";
 import type { InsertOf, PatchOf, RowOf, Schema, TableDef } from "./schema.ts";
 import { decodeRow, describeTables, quoteId, type TableInfo } from "./table_info.ts";
@@ -141,6 +146,17 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   countDirtyRows(): Promise<number>;
   /** Removes sent entries whose version is not newer than the one sent. */
   acknowledgeDirtyRows(rows: readonly DirtyRowAck[]): Promise<void>;
+  /** Moves changes the server refused from the outbox to `_sync_rejected`, with the reason. */
+  rejectDirtyRows(rejections: readonly Rejection[]): Promise<void>;
+  /** The changes the server refused, with the reason: nothing is dropped silently. */
+  getRejectedRows(): Promise<RejectedRow[]>;
+  /**
+   * Sends a rejected row again (typically after editing it): puts it back in the
+   * outbox at its current version and forgets the rejection.
+   */
+  retryRejectedRow(table: TableName<T>, systemId: string): Promise<void>;
+  /** Forgets a rejection; the local row stays as it is until the server sends a newer version. */
+  discardRejectedRow(table: TableName<T>, systemId: string): Promise<void>;
   /** The stored cursor of every synced table (`null` before its first pull): the seed's `tableTimestamps`. */
   getCursors(): Promise<Record<string, unknown>>;
   /** Closes the adapter. */
@@ -208,6 +224,19 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     countDirtyRows: () => countDirtyRows(adapter),
     async acknowledgeDirtyRows(rows) {
       await adapter.batch(acknowledgeStatements(rows));
+    },
+    async rejectDirtyRows(rejections) {
+      await adapter.batch(rejectStatements(rejections, new Date(hlc.wallClock()).toISOString()));
+    },
+    getRejectedRows: () => readRejectedRows(adapter),
+    async retryRejectedRow(table, systemId) {
+      await adapter.batch(retryRejectedStatements(tableInfo(table), systemId));
+    },
+    async discardRejectedRow(table, systemId) {
+      await adapter.execute({
+        sql: `DELETE FROM _sync_rejected WHERE table_name = ? AND row_id = ?`,
+        args: [table, systemId],
+      });
     },
     async getCursors() {
       const { rows } = await adapter.execute({

@@ -28,7 +28,19 @@ export type SyncErrorCode =
   /** The database refused a write (unique or primary-key conflict, foreign key, check). */
   | "constraint"
   /** The database is closed. */
-  | "closed";
+  | "closed"
+  /** The sync server cannot be reached (network down, DNS, connection refused, timeout). */
+  | "offline"
+  /** The sync server answered with an error status; `details.status` holds it. */
+  | "server_error"
+  /** The sync server refused the credentials (401/403). */
+  | "unauthorized"
+  /** Client and server speak different protocol versions. */
+  | "protocol_mismatch"
+  /** Client and server declare different schemas. */
+  | "schema_mismatch"
+  /** `onSend` returned false: the changes stay in the outbox for the next attempt. */
+  | "send_refused";
 
 /**
  * An error with a stable `code`, thrown by every part of the library.

@@ -36,7 +36,13 @@ import { type HlcClock, isHlc } from "./hlc.ts";
 import { supersededStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
 import { jsonSelectList, toJsonValue } from "./json_rows.ts";
-import { type ColumnInfo, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import {
+  type ColumnInfo,
+  encodeValue,
+  quoteId,
+  SEQUENCE_COLUMN,
+  type TableInfo,
+} from "./table_info.ts";
 import { persistClockStatement } from "./writes.ts";
 
 /**
@@ -85,7 +91,8 @@ const ROWS_PER_STATEMENT = 1_000;
 /** Statements per round trip inside the apply transaction. */
 const STATEMENTS_PER_BATCH = 4;
 
-interface NormalizedRow {
+/** An incoming row, validated and encoded for SQL. */
+export interface NormalizedRow {
   readonly id: string;
   readonly version: string;
   readonly createdAt: string;
@@ -194,7 +201,12 @@ export async function writeServerChanges(
   await flush();
 }
 
-function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
+/**
+ * Validates one incoming row (wire or flat shape) and encodes its values.
+ *
+ * @throws {SyncError} naming the table, row and column of the first problem.
+ */
+export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
   if (typeof raw !== "object" || raw === null) {
     throw invalid(info, undefined, "a row must be an object");
   }
@@ -326,7 +338,7 @@ function invalid(info: TableInfo, id: string | undefined, why: string): SyncErro
 }
 
 /** Groups rows by the set of columns they carry: each group shares one statement shape. */
-function groupByColumns(
+export function groupByColumns(
   info: TableInfo,
   rows: readonly NormalizedRow[],
 ): { columns: ColumnInfo[]; rows: NormalizedRow[] }[] {
@@ -343,30 +355,40 @@ function groupByColumns(
   return [...groups.values()];
 }
 
-function upsertStatement(
+/**
+ * The UPSERT of `rows`, all carrying `columns`, as one statement. With
+ * `sequence` (the server), each row also gets its change sequence number and
+ * the statement returns the ids of the rows it applied.
+ */
+export function upsertStatement(
   info: TableInfo,
   columns: readonly ColumnInfo[],
   rows: readonly NormalizedRow[],
+  sequence?: readonly number[],
 ): SqlStatement {
   const elements: unknown[] = new Array(rows.length);
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
     const element: unknown[] = [row.id, row.version, row.createdAt, row.deleted];
     if (info.perColumn) element.push(JSON.stringify(row.columnVersions));
+    if (sequence !== undefined) element.push(sequence[r]!);
     for (const column of columns) element.push(toJsonValue(row.values[column.index]!));
     elements[r] = element;
   }
-  return { sql: upsertSql(info, columns), args: [JSON.stringify(elements)] };
+  return {
+    sql: upsertSql(info, columns, sequence !== undefined),
+    args: [JSON.stringify(elements)],
+  };
 }
 
 const upsertSqlCache = new WeakMap<TableInfo, Map<string, string>>();
 
-// The UPSERT of rows carrying `carried`, cached per table and column set.
-function upsertSql(info: TableInfo, carried: readonly ColumnInfo[]): string {
+// The UPSERT of rows carrying `carried`, cached per table, column set and role.
+function upsertSql(info: TableInfo, carried: readonly ColumnInfo[], sequenced: boolean): string {
   const columns = carried.map((c) => c.name);
   let cache = upsertSqlCache.get(info);
   if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
-  const key = columns.join(",");
+  const key = `${sequenced}:${columns.join(",")}`;
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
 
@@ -374,6 +396,7 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[]): string {
   const t = info.quoted;
   const system = [`system_id`, `system_version`, `system_created_at`, `is_deleted`];
   if (info.perColumn) system.push(quoteId(COLUMN_VERSIONS));
+  if (sequenced) system.push(SEQUENCE_COLUMN);
   const select = jsonSelectList([...system.map(() => undefined), ...carried.map((c) => c.kind)]);
   const head = `INSERT INTO ${t} (${[...system, ...quoted].join(", ")}) ` +
     `SELECT ${select} FROM json_each(?) WHERE true ON CONFLICT (system_id) DO UPDATE SET `;
@@ -381,6 +404,7 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[]): string {
   if (!info.perColumn) {
     const sets = [`system_version = excluded.system_version`, `is_deleted = excluded.is_deleted`]
       .concat(quoted.map((c) => `${c} = excluded.${c}`));
+    if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
     sql = head + `${sets.join(", ")} WHERE excluded.system_version > ${t}.system_version`;
   } else {
     const cv = quoteId(COLUMN_VERSIONS);
@@ -398,8 +422,10 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[]): string {
       .join(", ");
     sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
     sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
+    if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
     sql = head + `${sets.join(", ")} WHERE ${tracked.map(newer).join(" OR ")}`;
   }
+  if (sequenced) sql += ` RETURNING system_id`;
   cache.set(key, sql);
   return sql;
 }

@@ -21,7 +21,9 @@ import { COLUMN_VERSIONS, indexName, type Schema, SYSTEM_COLUMNS } from "./schem
 import {
   columnDefinitionSql,
   createTableSql,
+  type DatabaseRole,
   quoteId,
+  SEQUENCE_COLUMN,
   sqlType,
   type TableInfo,
 } from "./table_info.ts";
@@ -56,9 +58,11 @@ export async function migrate(
   adapter: SqlAdapter,
   schema: Schema,
   tables: ReadonlyMap<string, TableInfo>,
+  role: DatabaseRole = "client",
 ): Promise<StoredMeta> {
   const meta = await readMeta(adapter);
-  if (meta !== undefined && meta.get("schema_hash") === schema.hash) {
+  const hash = role === "server" ? `${schema.hash}/server` : schema.hash;
+  if (meta !== undefined && meta.get("schema_hash") === hash) {
     return { nodeId: meta.get("node_id"), hlc: meta.get("hlc") };
   }
 
@@ -67,9 +71,17 @@ export async function migrate(
   for (const info of tables.values()) {
     const stored = existing.get(info.name);
     if (stored === undefined) {
-      ddl.push({ sql: createTableSql(info) });
+      ddl.push({ sql: createTableSql(info, role) });
     } else {
-      ddl.push(...alterTable(info, stored));
+      ddl.push(...alterTable(info, stored, role));
+    }
+    if (role === "server" && info.synced) {
+      // The pull cursor: rows changed after a sequence number, per scope if any.
+      const scope = info.def.scope === undefined ? "" : `${quoteId(info.def.scope)}, `;
+      ddl.push({
+        sql: `CREATE INDEX IF NOT EXISTS ${quoteId(`${info.name}_${SEQUENCE_COLUMN}_idx`)} ` +
+          `ON ${info.quoted} (${scope}${SEQUENCE_COLUMN})`,
+      });
     }
     for (const index of info.def.indexes) {
       const columns = index.columns.map(quoteId).join(", ");
@@ -83,7 +95,7 @@ export async function migrate(
   ddl.push({
     sql: `INSERT INTO _sync_meta (key, value) VALUES ('schema_hash', ?) ` +
       `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-    args: [schema.hash],
+    args: [hash],
   });
   await adapter.batch(ddl);
   return { nodeId: meta?.get("node_id"), hlc: meta?.get("hlc") };
@@ -128,7 +140,11 @@ async function readStoredTables(
   return tables;
 }
 
-function alterTable(info: TableInfo, stored: readonly StoredColumn[]): SqlStatement[] {
+function alterTable(
+  info: TableInfo,
+  stored: readonly StoredColumn[],
+  role: DatabaseRole,
+): SqlStatement[] {
   const refuse = (column: string, why: string): never => {
     throw new SyncError(
       "destructive_migration",
@@ -139,13 +155,20 @@ function alterTable(info: TableInfo, stored: readonly StoredColumn[]): SqlStatem
   const storedByName = new Map(stored.map((c) => [c.name, c]));
   const systemColumns: string[] = info.synced ? [...SYSTEM_COLUMNS] : [];
   if (info.perColumn) systemColumns.push(COLUMN_VERSIONS);
+  const sequenced = role === "server" && info.synced;
+  if (sequenced) systemColumns.push(SEQUENCE_COLUMN);
 
   for (const column of stored) {
     if (!info.byName.has(column.name) && !systemColumns.includes(column.name)) {
       refuse(column.name, "the column is stored but no longer declared (dropping it loses data)");
     }
   }
+  const statements: SqlStatement[] = [];
+  if (sequenced && !storedByName.has(SEQUENCE_COLUMN)) {
+    statements.push({ sql: `ALTER TABLE ${info.quoted} ADD COLUMN ${SEQUENCE_COLUMN} INTEGER` });
+  }
   for (const name of systemColumns) {
+    if (name === SEQUENCE_COLUMN) continue;
     if (!storedByName.has(name)) {
       refuse(
         name,
@@ -153,7 +176,6 @@ function alterTable(info: TableInfo, stored: readonly StoredColumn[]): SqlStatem
       );
     }
   }
-  const statements: SqlStatement[] = [];
   for (const column of info.columns) {
     const existing = storedByName.get(column.name);
     if (existing === undefined) {

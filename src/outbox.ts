@@ -178,3 +178,97 @@ function toDirtyRow(info: TableInfo, row: Record<string, SqlValue>): DirtyRow {
   if (!info.perColumn) return dirty;
   return { ...dirty, columnVersions: JSON.parse(String(row[COLUMN_VERSIONS])) };
 }
+
+/** A change the server refused, kept with the reason (`_sync_rejected`). */
+export interface RejectedRow {
+  /** Table name. */
+  readonly table: string;
+  /** The row's `system_id`. */
+  readonly id: string;
+  /** The version that was refused. */
+  readonly version: string;
+  /** The server's code (`forbidden`, `clock_drift`, `constraint` …). */
+  readonly code: string;
+  /** The server's message. */
+  readonly message: string;
+  /** When it was refused (ISO 8601). */
+  readonly rejectedAt: string;
+  /** The change as it was sent. */
+  readonly change: DirtyRow;
+}
+
+/** A refused change and the server's reason, for {@linkcode rejectStatements}. */
+export interface Rejection {
+  /** The change as it was sent. */
+  readonly change: DirtyRow;
+  /** The server's code. */
+  readonly code: string;
+  /** The server's message. */
+  readonly message: string;
+}
+
+/**
+ * Moves refused changes from the outbox to `_sync_rejected`, each only while
+ * its entry still holds the refused version or an older one (a newer local
+ * write stays in the outbox and is sent again).
+ */
+export function rejectStatements(rejections: readonly Rejection[], at: string): SqlStatement[] {
+  const statements: SqlStatement[] = [];
+  for (const { change, code, message } of rejections) {
+    const key = [change.table, change.id, change.version];
+    statements.push(
+      {
+        sql: `INSERT INTO _sync_rejected ` +
+          `(table_name, row_id, version, code, message, change, rejected_at) ` +
+          `SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM _dirty_rows ` +
+          `WHERE table_name = ? AND row_id = ? AND version <= ?) ` +
+          `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
+          `code = excluded.code, message = excluded.message, change = excluded.change, ` +
+          `rejected_at = excluded.rejected_at`,
+        args: [...key, code, message, JSON.stringify(change, blobReplacer), at, ...key],
+      },
+      {
+        sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id = ? AND version <= ?`,
+        args: key,
+      },
+    );
+  }
+  return statements;
+}
+
+// Rejected changes are stored as JSON; bytes are kept as arrays of numbers.
+function blobReplacer(_key: string, value: unknown): unknown {
+  return value instanceof Uint8Array ? Array.from(value) : value;
+}
+
+/** Reads `_sync_rejected`, oldest first. */
+export async function readRejectedRows(executor: SqlExecutor): Promise<RejectedRow[]> {
+  const { rows } = await executor.execute({
+    sql: `SELECT table_name, row_id, version, code, message, change, rejected_at ` +
+      `FROM _sync_rejected ORDER BY rejected_at, table_name, row_id`,
+  });
+  return rows.map((row) => ({
+    table: String(row.table_name),
+    id: String(row.row_id),
+    version: String(row.version),
+    code: String(row.code),
+    message: String(row.message),
+    rejectedAt: String(row.rejected_at),
+    change: JSON.parse(String(row.change)),
+  }));
+}
+
+/** Puts a rejected row back in the outbox at its current version and forgets the rejection. */
+export function retryRejectedStatements(info: TableInfo, id: string): SqlStatement[] {
+  return [
+    {
+      sql: `INSERT INTO _dirty_rows (table_name, row_id, version) ` +
+        `SELECT ?, system_id, system_version FROM ${info.quoted} WHERE system_id = ?` + ON_CONFLICT,
+      args: [info.name, id],
+    },
+    {
+      sql: `DELETE FROM _sync_rejected WHERE table_name = ? AND row_id = ?`,
+      args: [info.name, id],
+    },
+  ];
+}

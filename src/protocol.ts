@@ -1,8 +1,296 @@
 /**
- * Wire protocol constants shared by the client transport and the sync server.
+ * The push/pull wire protocol (JSON over HTTP, versioned), shared by the
+ * client transport and the sync server.
+ *
+ * `POST <base>/push` — {@linkcode PushRequest} → {@linkcode PushResponse}: a
+ * verdict per row. `applied` and `stale` (the server already had newer; it
+ * comes back on pull) both clear the outbox entry; `rejected` moves it to
+ * `_sync_rejected`. Pushing the same batch twice is harmless.
+ *
+ * `POST <base>/pull` — {@linkcode PullRequest} → {@linkcode PullResponse}: per
+ * table, the rows changed after the client's cursor, at most `limit` of them,
+ * the next cursor and whether more remain. Cursors are opaque to the client.
+ *
+ * Errors are `{ error: { code, message, issues? } }` with a 4xx status for bad
+ * input. Values travel as JSON; blob columns as base64 strings (`wire.ts`).
+ *
+ * {@linkcode createProtocolSchemas} derives valibot schemas from the table
+ * declarations, so a change naming an unknown column or carrying a value of
+ * the wrong type is refused at the door.
  *
  * @module
  */
 
-/** The version of the push/pull wire protocol; both ends send it and refuse a mismatch. */
+import * as v from "valibot";
+import type { ColumnKind, Schema, TableDef } from "./schema.ts";
+import { describeTables } from "./table_info.ts";
+
+/** The version of the wire protocol; both ends send it and refuse a mismatch (409). */
 export const PROTOCOL_VERSION = 1;
+
+/** One change in a push: a `DirtyRow`, with blobs as base64. */
+export interface PushChange {
+  /** Table name. */
+  readonly table: string;
+  /** The row's `system_id`. */
+  readonly id: string;
+  /** HLC of the change. */
+  readonly version: string;
+  /** True for a tombstone. */
+  readonly deleted: boolean;
+  /** Values of the declared columns. */
+  readonly data: Record<string, unknown>;
+  /** Per-column versions (`lww: "column"` tables). */
+  readonly columnVersions?: Record<string, string>;
+}
+
+/** Body of `POST /push`. */
+export interface PushRequest {
+  /** {@linkcode PROTOCOL_VERSION}. */
+  readonly protocol: number;
+  /** The sending replica's node id. */
+  readonly nodeId: string;
+  /** The sender's schema hash. */
+  readonly schema: string;
+  /** The changes, oldest first. */
+  readonly changes: readonly PushChange[];
+}
+
+/** The verdict on one pushed change. */
+export interface PushResult {
+  /** Table name. */
+  readonly table: string;
+  /** The row's `system_id`. */
+  readonly id: string;
+  /** `applied`, `stale` (the server has newer) or `rejected` (see `code`). */
+  readonly status: "applied" | "stale" | "rejected";
+  /** Why a change was rejected: a stable code. */
+  readonly code?: string;
+  /** Why a change was rejected, for humans. */
+  readonly message?: string;
+}
+
+/** Response of `POST /push`. */
+export interface PushResponse {
+  /** One verdict per change, in request order. */
+  readonly results: readonly PushResult[];
+  /** The server's wall clock, ms since the epoch. */
+  readonly serverTime: number;
+}
+
+/** Body of `POST /pull`. */
+export interface PullRequest {
+  /** {@linkcode PROTOCOL_VERSION}. */
+  readonly protocol: number;
+  /** The client's schema hash. */
+  readonly schema: string;
+  /** Per table, the cursor of the last pull (`null` for the first); tables left out are not pulled. */
+  readonly cursors: Readonly<Record<string, string | null>>;
+  /** Rows per table per page. */
+  readonly limit?: number;
+}
+
+/** One row in a pull response. */
+export interface PullRow {
+  /** The row's `system_id`. */
+  readonly id: string;
+  /** HLC of the row's last change. */
+  readonly version: string;
+  /** HLC of the row's creation. */
+  readonly createdAt: string;
+  /** True for a tombstone. */
+  readonly deleted: boolean;
+  /** Values of the declared columns. */
+  readonly data: Record<string, unknown>;
+  /** Per-column versions (`lww: "column"` tables). */
+  readonly columnVersions?: Record<string, string>;
+}
+
+/** One table's page in a pull response. */
+export interface PullTableChanges {
+  /** Rows changed after the cursor, in server order. */
+  readonly rows: readonly PullRow[];
+  /** The cursor to send next time. */
+  readonly cursor: string | null;
+  /** True when more rows wait after this page. */
+  readonly hasMore: boolean;
+}
+
+/** Response of `POST /pull`. */
+export interface PullResponse {
+  /** Per requested table, one page. */
+  readonly changes: Readonly<Record<string, PullTableChanges>>;
+  /** The server's wall clock, ms since the epoch. */
+  readonly serverTime: number;
+}
+
+/** Body of every error response. */
+export interface ErrorResponse {
+  /** What went wrong. */
+  readonly error: {
+    /** A stable code (`malformed`, `unauthorized`, `protocol_mismatch`, `schema_mismatch`, `too_large` …). */
+    readonly code: string;
+    /** For humans. */
+    readonly message: string;
+    /** Validation issues, for `malformed`. */
+    readonly issues?: readonly { readonly path: string; readonly message: string }[];
+  };
+}
+
+/** The valibot schemas of a schema's requests and responses. */
+export interface ProtocolSchemas {
+  /** `POST /push` body. */
+  readonly pushRequest: v.GenericSchema<unknown, PushRequest>;
+  /** `POST /pull` body. */
+  readonly pullRequest: v.GenericSchema<unknown, PullRequest>;
+  /** `POST /push` response. */
+  readonly pushResponse: v.GenericSchema<unknown, PushResponse>;
+  /** `POST /pull` response. */
+  readonly pullResponse: v.GenericSchema<unknown, PullResponse>;
+}
+
+/** Limits the schemas enforce. */
+export interface ProtocolLimits {
+  /** Changes per push (default 1,000). */
+  readonly maxChangesPerPush?: number;
+  /** Rows per table per pull page (default 5,000). */
+  readonly maxPullLimit?: number;
+}
+
+/** Default changes per push. */
+export const DEFAULT_MAX_CHANGES_PER_PUSH = 1_000;
+/** Default upper bound of a pull page. */
+export const DEFAULT_MAX_PULL_LIMIT = 5_000;
+
+const HLC = v.pipe(
+  v.string(),
+  v.regex(/^\d{19}:\d{9}:[A-Za-z0-9_.-]{1,64}$/, "Expected an HLC version"),
+);
+const ROW_ID = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
+
+function valueSchema(kind: ColumnKind): v.GenericSchema {
+  switch (kind) {
+    case "text":
+      return v.string();
+    case "integer":
+      return v.pipe(v.number(), v.safeInteger());
+    case "real":
+      return v.pipe(v.number(), v.finite());
+    case "boolean":
+      return v.boolean();
+    case "blob":
+      return v.pipe(v.string(), v.base64());
+    case "json":
+      return v.unknown();
+  }
+}
+
+/**
+ * Derives the valibot schemas of the protocol from a schema's synced tables.
+ *
+ * @example
+ * ```ts
+ * const { pushRequest } = createProtocolSchemas(schema);
+ * const result = v.safeParse(pushRequest, await request.json());
+ * ```
+ */
+export function createProtocolSchemas(
+  schema: Schema,
+  limits: ProtocolLimits = {},
+): ProtocolSchemas {
+  const maxChanges = limits.maxChangesPerPush ?? DEFAULT_MAX_CHANGES_PER_PUSH;
+  const maxLimit = limits.maxPullLimit ?? DEFAULT_MAX_PULL_LIMIT;
+  const synced = [...describeTables(schema.tables as Record<string, TableDef>).values()].filter((
+    info,
+  ) => info.synced);
+
+  const dataOf = (name: string) => {
+    const info = synced.find((t) => t.name === name)!;
+    const entries: Record<string, v.GenericSchema> = {};
+    for (const column of info.columns) {
+      const value = valueSchema(column.kind);
+      entries[column.name] = v.optional(column.notNull ? value : v.nullable(value));
+    }
+    return v.strictObject(entries);
+  };
+  const columnVersions = (name: string) => {
+    const info = synced.find((t) => t.name === name)!;
+    return v.optional(
+      v.record(v.picklist([...info.columns.map((c) => c.name), "is_deleted"]), HLC),
+    );
+  };
+
+  const change = v.variant(
+    "table",
+    synced.map((info) =>
+      v.strictObject({
+        table: v.literal(info.name),
+        id: ROW_ID,
+        version: HLC,
+        deleted: v.boolean(),
+        data: dataOf(info.name),
+        columnVersions: columnVersions(info.name),
+      })
+    ),
+    `Unknown synced table: expected one of ${synced.map((t) => t.name).join(", ")}`,
+  );
+  const pullRow = (name: string) =>
+    v.object({
+      id: ROW_ID,
+      version: HLC,
+      createdAt: HLC,
+      deleted: v.boolean(),
+      data: dataOf(name),
+      columnVersions: columnVersions(name),
+    });
+  const tableNames = v.picklist(synced.map((t) => t.name), "Unknown synced table");
+
+  return {
+    pushRequest: v.strictObject({
+      protocol: v.number(),
+      nodeId: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "Expected a node id")),
+      schema: v.string(),
+      changes: v.pipe(
+        v.array(change),
+        v.maxLength(maxChanges, `At most ${maxChanges} changes per push`),
+      ),
+    }) as unknown as v.GenericSchema<unknown, PushRequest>,
+    pullRequest: v.strictObject({
+      protocol: v.number(),
+      schema: v.string(),
+      cursors: v.record(tableNames, v.nullable(v.pipe(v.string(), v.maxLength(64)))),
+      limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
+    }) as unknown as v.GenericSchema<unknown, PullRequest>,
+    pushResponse: v.object({
+      results: v.array(v.object({
+        table: v.string(),
+        id: v.string(),
+        status: v.picklist(["applied", "stale", "rejected"]),
+        code: v.optional(v.string()),
+        message: v.optional(v.string()),
+      })),
+      serverTime: v.number(),
+    }) as unknown as v.GenericSchema<unknown, PushResponse>,
+    pullResponse: v.object({
+      changes: v.strictObject(Object.fromEntries(synced.map((info) => [
+        info.name,
+        v.optional(v.object({
+          rows: v.array(pullRow(info.name)),
+          cursor: v.nullable(v.string()),
+          hasMore: v.boolean(),
+        })),
+      ]))),
+      serverTime: v.number(),
+    }) as unknown as v.GenericSchema<unknown, PullResponse>,
+  };
+}
+
+/** Valibot issues as `{ path, message }` pairs for an error response. */
+export function describeIssues(
+  issues: readonly v.BaseIssue<unknown>[],
+): { path: string; message: string }[] {
+  return issues.slice(0, 20).map((issue) => ({
+    path: issue.path?.map((item) => String(item.key)).join(".") ?? "",
+    message: issue.message,
+  }));
+}

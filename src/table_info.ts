@@ -119,8 +119,21 @@ function describeTable(name: string, def: TableDef): TableInfo {
   };
 }
 
+/**
+ * Where a database runs: a `client` replica, or the `server`, whose synced
+ * tables also carry {@linkcode SEQUENCE_COLUMN}.
+ */
+export type DatabaseRole = "client" | "server";
+
+/**
+ * The server's change sequence: a number assigned inside the write that
+ * accepted a change, increasing with commit order. Pull cursors are these
+ * numbers, so a pull never skips a committed change.
+ */
+export const SEQUENCE_COLUMN = "system_seq";
+
 /** The CREATE TABLE statement of a table. */
-export function createTableSql(info: TableInfo): string {
+export function createTableSql(info: TableInfo, role: DatabaseRole = "client"): string {
   const defs = info.columns.map((c) => columnDefinitionSql(c));
   if (info.synced) {
     defs.push(
@@ -130,6 +143,7 @@ export function createTableSql(info: TableInfo): string {
       `"is_deleted" INTEGER NOT NULL DEFAULT 0`,
     );
     if (info.perColumn) defs.push(`${quoteId(COLUMN_VERSIONS)} TEXT NOT NULL DEFAULT '{}'`);
+    if (role === "server") defs.push(`${SEQUENCE_COLUMN} INTEGER`);
   }
   return `CREATE TABLE ${info.quoted} (${defs.join(", ")})`;
 }

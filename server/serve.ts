@@ -1,0 +1,96 @@
+/**
+ * Serves a fetch handler on the runtime at hand: `Deno.serve` on Deno,
+ * `Bun.serve` on Bun, `@hono/node-server` on Node. Used by `main.ts`, the demo,
+ * the end-to-end tests and the benchmarks, so all of them run the same way on
+ * all three runtimes.
+ *
+ * @example
+ * ```ts
+ * const server = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
+ * console.log(server.url); // http://127.0.0.1:43123
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+
+import { serve as serveNode } from "@hono/node-server";
+
+/** A fetch handler. */
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+/** Where to listen. */
+export interface ServeOptions {
+  /** Interface to bind (default 127.0.0.1). */
+  hostname?: string;
+  /** Port (default 0: any free port). */
+  port?: number;
+}
+
+/** A listening server. */
+export interface RunningServer {
+  /** The runtime serving it. */
+  readonly runtime: "deno" | "bun" | "node";
+  /** The bound port. */
+  readonly port: number;
+  /** `http://host:port`. */
+  readonly url: string;
+  /** Stops accepting connections and resolves once in-flight requests are answered. */
+  close(): Promise<void>;
+}
+
+interface DenoLike {
+  serve(
+    options: { hostname: string; port: number; onListen?: () => void },
+    handler: FetchHandler,
+  ): { addr: { port: number }; shutdown(): Promise<void> };
+}
+interface BunLike {
+  serve(options: { hostname: string; port: number; fetch: FetchHandler }): {
+    port: number;
+    stop(closeActiveConnections?: boolean): Promise<void> | void;
+  };
+}
+
+/** Serves `fetch` until `close()`. */
+export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<RunningServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? 0;
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  const { Deno, Bun } = globalThis as { Deno?: DenoLike; Bun?: BunLike };
+
+  if (Deno !== undefined) {
+    const server = Deno.serve({ hostname, port, onListen: () => {} }, fetch);
+    return Promise.resolve({
+      runtime: "deno",
+      port: server.addr.port,
+      url: `http://${host}:${server.addr.port}`,
+      close: () => server.shutdown(),
+    });
+  }
+  if (Bun !== undefined) {
+    const server = Bun.serve({ hostname, port, fetch });
+    return Promise.resolve({
+      runtime: "bun",
+      port: server.port,
+      url: `http://${host}:${server.port}`,
+      close: async () => {
+        await server.stop();
+      },
+    });
+  }
+  return new Promise((resolve, reject) => {
+    const server = serveNode({ fetch, hostname, port }, (info) => {
+      resolve({
+        runtime: "node",
+        port: info.port,
+        url: `http://${host}:${info.port}`,
+        close: () =>
+          new Promise<void>((done, fail) =>
+            server.close((error) => (error ? fail(error) : done()))
+          ),
+      });
+    });
+    server.once("error", reject);
+  });
+}
