@@ -42,8 +42,16 @@ async function deliver(from: AppDatabase, to: AppDatabase): Promise<DirtyRow[]> 
 const show = async (label: string, db: AppDatabase) => {
   const tasks = await db.all("tasks");
   const notes = await db.all("notes");
-  console.log(`  ${label} tasks: ${tasks.map((t) => `${t.title}${t.done ? " ✓" : ""}`).join(", ")}`);
-  console.log(`  ${label} notes: ${notes.map((n) => `${n.body} [${n.color ?? "no color"}${n.pinned ? ", pinned" : ""}]`).join(", ")}`);
+  console.log(
+    `  ${label} tasks: ${tasks.map((t) => `${t.title}${t.done ? " ✓" : ""}`).join(", ")}`,
+  );
+  console.log(
+    `  ${label} notes: ${
+      notes.map((n) => `${n.body} [${n.color ?? "no color"}${n.pinned ? ", pinned" : ""}]`).join(
+        ", ",
+      )
+    }`,
+  );
 };
 
 try {

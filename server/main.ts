@@ -1,0 +1,124 @@
+/**
+ * Runs the sync server: Deno.serve on Deno, Bun.serve on Bun,
+ * @hono/node-server on Node.
+ *
+ * ```sh
+ * npm start                                         # Node, embedded file ./data/sync.db
+ * node --import tsx server/main.ts --port 8787
+ * deno run -A server/main.ts --db file:data/sync.db
+ * bun server/main.ts --schema ./my_schema.ts --host 0.0.0.0
+ * ```
+ *
+ * Flags (or environment): `--db` (`SYNC_DB`; a libSQL URL or a file path;
+ * default `file:data/sync.db`), `--host` (`SYNC_HOST`, default 127.0.0.1),
+ * `--port` (`SYNC_PORT`, default 8787), `--schema` (`SYNC_SCHEMA`, a module
+ * exporting `schema`; default the example tasks schema), `--auth-token`
+ * (`SYNC_AUTH_TOKEN`, for a remote libSQL URL).
+ *
+ * Logs one line per request. On SIGINT or SIGTERM it stops accepting
+ * connections, answers the requests in flight — every acknowledged push is
+ * already committed — closes the database and exits.
+ *
+ * @module
+ */
+
+import { createClient } from "@libsql/client";
+import { Hono } from "hono";
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import process from "node:process";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import type { Schema } from "../src/schema.ts";
+import { libsqlAdapter } from "../src/libsql.ts";
+import { createSyncServer } from "./app.ts";
+import { openServerDatabase } from "./database.ts";
+import { serve } from "./serve.ts";
+
+const { values: flags } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    db: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    schema: { type: "string" },
+    "auth-token": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (flags.help) {
+  console.log(
+    "Usage: main.ts [--db file:data/sync.db] [--host 127.0.0.1] [--port 8787] [--schema ./schema.ts]",
+  );
+  process.exit(0);
+}
+
+const dbUrl = toLibsqlUrl(flags.db ?? process.env.SYNC_DB ?? "file:data/sync.db");
+const host = flags.host ?? process.env.SYNC_HOST ?? "127.0.0.1";
+const port = Number(flags.port ?? process.env.SYNC_PORT ?? 8787);
+if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+  console.error(`Invalid port ${flags.port ?? process.env.SYNC_PORT}`);
+  process.exit(2);
+}
+const schema = await loadSchema(flags.schema ?? process.env.SYNC_SCHEMA);
+
+if (dbUrl.startsWith("file:")) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
+const database = await openServerDatabase({
+  adapter: libsqlAdapter(
+    createClient({
+      url: dbUrl,
+      authToken: flags["auth-token"] ?? process.env.SYNC_AUTH_TOKEN,
+      // Several server processes may share one file: wait for the writer lock.
+      timeout: 5_000,
+    }),
+  ),
+  schema,
+});
+
+const app = new Hono();
+app.use(async (c, next) => {
+  const start = performance.now();
+  await next();
+  const ms = (performance.now() - start).toFixed(1);
+  const line = `${new Date().toISOString()} ${c.req.method} ${c.req.path} ${c.res.status} ${ms}ms`;
+  if (c.res.status >= 500) console.error(line);
+  else if (c.res.status >= 400) console.warn(line);
+  else console.log(line);
+});
+app.route("/", createSyncServer({ database }));
+
+const server = await serve(app.fetch, { hostname: host, port });
+const runtime = server.runtime;
+console.log(
+  `declarative-sync server on ${server.url} (${runtime}), database ${dbUrl}, schema ${schema.hash}`,
+);
+console.log(`POST ${server.url}/push · POST ${server.url}/pull · GET ${server.url}/health`);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: finishing requests in flight, then closing the database`);
+  await server.close();
+  await database.close();
+  console.log("stopped");
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+function toLibsqlUrl(value: string): string {
+  return /^[a-z]+:/i.test(value) ? value : `file:${value}`;
+}
+
+async function loadSchema(path: string | undefined): Promise<Schema> {
+  const module = path === undefined
+    ? await import("../examples/schema.ts")
+    : await import(pathToFileURL(resolve(path)).href);
+  const found = (module.schema ?? module.default) as Schema | undefined;
+  if (found === undefined || typeof found !== "object" || !("tables" in found)) {
+    console.error(`${path} exports no schema (export const schema = defineSchema(...))`);
+    process.exit(2);
+  }
+  return found;
+}
