@@ -26,3 +26,26 @@ export const schema = defineSchema({
     hidden: boolean(),
   }, { withSystemColumns: true }),
 });
+
+/** The end-to-end schema: row and column tables, bytes, and a scoped table. */
+export const syncSchema = defineSchema({
+  tasks: table({
+    title: text().notNull(),
+    done: integer().notNull().default(0),
+    notes: text(),
+  }, { withSystemColumns: true }),
+  notes: table({
+    body: text().notNull().default(""),
+    pinned: boolean().notNull().default(false),
+    color: text(),
+  }, { withSystemColumns: true, lww: "column" }),
+  files: table({
+    name: text().notNull(),
+    bytes: blob(),
+    meta: json<Record<string, unknown>>(),
+  }, { withSystemColumns: true }),
+  todos: table({
+    owner: text().notNull(),
+    title: text().notNull(),
+  }, { withSystemColumns: true, scope: "owner" }),
+});

@@ -1,0 +1,362 @@
+// Sync end to end: real servers on 127.0.0.1, real libSQL, real HTTP.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { formatHlc } from "../src/hlc.ts";
+import { PROTOCOL_VERSION } from "../src/protocol.ts";
+import { syncSchema as schema } from "./fixtures.ts";
+import { tempDir } from "./helpers.ts";
+import { bearer, openClient, post, startServer, type TestClient } from "./sync_helpers.ts";
+
+type Client = TestClient<typeof schema.tables>;
+
+const snapshot = async (
+  client: Client,
+  table: "tasks" | "notes" | "todos" | "files",
+) => (await client.db.all(table, { includeDeleted: true }));
+
+async function closeAll(clients: Client[]) {
+  for (const client of clients) {
+    await client.manager.stop();
+    await client.db.close();
+  }
+}
+
+test("three clients converge after concurrent offline edits, deletes and re-syncs", async () => {
+  const server = await startServer(schema);
+  const clients = await Promise.all(
+    ["a", "b", "c"].map((nodeId) => openClient(schema, server, { nodeId })),
+  );
+  const [a, b, c] = clients as [Client, Client, Client];
+  try {
+    const tasks = await a.db.insertMany(
+      "tasks",
+      [1, 2, 3, 4, 5].map((i) => ({ title: `task ${i}` })),
+    );
+    const note = await a.db.insert("notes", { body: "shared note" });
+    for (const client of clients) await client.manager.syncNow();
+    assert.equal((await b.db.all("tasks")).length, 5);
+
+    for (const client of clients) client.online = false;
+    await a.db.update("tasks", tasks[0]!.system_id, { title: "renamed by a" });
+    await b.db.update("tasks", tasks[0]!.system_id, { done: 1 });
+    await c.db.delete("tasks", tasks[1]!.system_id);
+    await a.db.update("tasks", tasks[2]!.system_id, { notes: "a's note" });
+    await c.db.update("tasks", tasks[2]!.system_id, { title: "c renames 3" });
+    await b.db.update("notes", note.system_id, { color: "blue" });
+    await c.db.update("notes", note.system_id, { pinned: true });
+    await a.db.insert("tasks", { title: "new from a" });
+    await b.db.delete("tasks", tasks[4]!.system_id);
+    await b.db.insert("tasks", { title: "new from b" });
+    for (const client of clients) {
+      await assert.rejects(
+        client.manager.syncNow(),
+        (e: Error & { code?: string }) => e.code === "offline",
+      );
+      assert.equal(client.manager.status.state, "offline");
+    }
+
+    for (const client of clients) client.online = true;
+    for (const client of [c, a, b, c, a, b]) await client.manager.syncNow();
+
+    const reference = await snapshot(a, "tasks");
+    assert.equal(reference.length, 7);
+    for (const client of [b, c]) {
+      assert.deepEqual(await snapshot(client, "tasks"), reference);
+      assert.deepEqual(await snapshot(client, "notes"), await snapshot(a, "notes"));
+    }
+    const [shared] = await a.db.all("notes");
+    assert.equal(shared?.color, "blue", "b's column edit survives");
+    assert.equal(shared?.pinned, true, "c's column edit survives");
+    assert.equal(await a.db.get("tasks", tasks[1]!.system_id), undefined, "c's delete holds");
+    for (const client of clients) {
+      assert.equal(await client.db.countDirtyRows(), 0);
+      assert.equal(client.manager.status.pending, 0);
+      assert.equal(client.manager.status.state, "idle");
+    }
+    // the server holds exactly what the clients hold
+    const pulled = await server.database.pull({ tasks: null }, 100);
+    assert.deepEqual(
+      pulled.tasks!.rows.map((r) => `${r.id}@${r.version}`).sort(),
+      reference.map((r) => `${r.system_id}@${r.system_version}`).sort(),
+    );
+  } finally {
+    await closeAll(clients);
+    await server.close();
+  }
+});
+
+test("pagination: 2,500 rows pulled with limit 1,000 arrive exactly once", async () => {
+  const server = await startServer(schema);
+  const pages: number[] = [];
+  const seen = new Map<string, number>();
+  const counting: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if (String(input).endsWith("/pull")) {
+      const body = await response.clone().json();
+      const rows = body.changes.tasks?.rows ?? [];
+      pages.push(rows.length);
+      for (const row of rows) seen.set(row.id, (seen.get(row.id) ?? 0) + 1);
+    }
+    return response;
+  };
+  const writer = await openClient(schema, server);
+  const reader = await openClient(schema, server, { http: { pullLimit: 1_000, fetch: counting } });
+  try {
+    await writer.db.insertMany(
+      "tasks",
+      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
+    );
+    await writer.manager.syncNow();
+    await reader.manager.syncNow();
+    assert.deepEqual(pages, [1_000, 1_000, 500]);
+    assert.equal(seen.size, 2_500);
+    assert.ok([...seen.values()].every((n) => n === 1), "no row twice");
+    assert.equal((await reader.db.all("tasks")).length, 2_500);
+    await reader.manager.syncNow();
+    assert.deepEqual(pages, [1_000, 1_000, 500, 0], "nothing new: an empty page");
+  } finally {
+    await closeAll([writer, reader]);
+    await server.close();
+  }
+});
+
+test("two server instances on one database file: every accepted row is pulled exactly once", async () => {
+  const dir = tempDir();
+  const url = `file:${join(dir.path, "shared.db")}`;
+  const first = await startServer(schema, { url });
+  const second = await startServer(schema, { url });
+  const seen = new Map<string, number>();
+  let pushing = true;
+  let pullsDuringPushes = 0;
+  const counting: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if (String(input).endsWith("/pull")) {
+      if (pushing) pullsDuringPushes++;
+      for (const row of (await response.clone().json()).changes.tasks?.rows ?? []) {
+        seen.set(row.id, (seen.get(row.id) ?? 0) + 1);
+      }
+    }
+    return response;
+  };
+  const writers = await Promise.all(
+    [first, second, first, second].map((server, i) =>
+      openClient(schema, server, { nodeId: `w${i}`, manager: { batchSize: 20 } })
+    ),
+  );
+  const reader = await openClient(schema, first, { http: { pullLimit: 50, fetch: counting } });
+  try {
+    for (const [i, writer] of writers.entries()) {
+      await writer.db.insertMany(
+        "tasks",
+        Array.from({ length: 500 }, (_, j) => ({ title: `w${i}-${j}` })),
+      );
+    }
+    const pushes = Promise.all(writers.map((w) => w.manager.syncNow())).finally(() => {
+      pushing = false;
+    });
+    let pulls = 0;
+    while (pushing && pulls < 200) {
+      await reader.manager.syncNow();
+      pulls++;
+    }
+    await pushes;
+    await reader.manager.syncNow();
+    assert.ok(pullsDuringPushes > 1, "the reader pulled while the writers pushed");
+    assert.equal(seen.size, 2_000);
+    assert.ok([...seen.values()].every((n) => n === 1), "no row pulled twice");
+    assert.equal((await reader.db.all("tasks")).length, 2_000);
+  } finally {
+    await closeAll([...writers, reader]);
+    await first.close();
+    await second.close();
+    dir.cleanup();
+  }
+});
+
+test("scope: a principal sees and changes only its own rows; no credentials is 401", async () => {
+  const server = await startServer(schema, {
+    authorize: bearer({ "token-a": "alice", "token-b": "bob" }),
+  });
+  const alice = await openClient(schema, server, {
+    http: { headers: { authorization: "Bearer token-a" } },
+  });
+  const bob = await openClient(schema, server, {
+    http: { headers: { authorization: "Bearer token-b" } },
+  });
+  try {
+    const mine = await alice.db.insert("todos", { owner: "alice", title: "alice's" });
+    await bob.db.insert("todos", { owner: "bob", title: "bob's" });
+    const forged = await bob.db.insert("todos", { owner: "alice", title: "forged by bob" });
+    await alice.manager.syncNow();
+    await bob.manager.syncNow();
+    await alice.manager.syncNow();
+
+    assert.deepEqual((await alice.db.all("todos")).map((t) => t.title), ["alice's"]);
+    assert.deepEqual(
+      (await bob.db.all("todos")).map((t) => t.owner).sort(),
+      ["alice", "bob"],
+      "bob keeps his local forgery…",
+    );
+    const [rejected] = await bob.db.getRejectedRows();
+    assert.equal(rejected?.id, forged.system_id, "…but the server refused it");
+    assert.equal(rejected?.code, "forbidden");
+
+    // Bob tries to overwrite, or take over, Alice's row with a hand-made push.
+    const version = formatHlc({ ms: Date.now(), counter: 0, nodeId: "bob" });
+    for (const owner of ["alice", "bob"]) {
+      const { status, json } = await post(`${server.url}/push`, {
+        protocol: PROTOCOL_VERSION,
+        nodeId: "bob",
+        schema: schema.hash,
+        changes: [{
+          table: "todos",
+          id: mine.system_id,
+          version,
+          deleted: false,
+          data: { owner, title: "hijacked" },
+        }],
+      }, { authorization: "Bearer token-b" });
+      assert.equal(status, 200);
+      assert.deepEqual(
+        (json.results as { status: string; code: string }[]).map((r) => [r.status, r.code]),
+        [["rejected", "forbidden"]],
+      );
+    }
+    const { json: page } = await post(`${server.url}/pull`, {
+      protocol: PROTOCOL_VERSION,
+      schema: schema.hash,
+      cursors: { todos: null },
+    }, { authorization: "Bearer token-a" });
+    const rows =
+      (page.changes as Record<string, { rows: { id: string; data: { title: string } }[] }>).todos!
+        .rows;
+    assert.deepEqual(rows.map((r) => [r.id, r.data.title]), [[mine.system_id, "alice's"]]);
+
+    for (const path of ["/push", "/pull"]) {
+      const { status, json } = await post(`${server.url}${path}`, { protocol: PROTOCOL_VERSION });
+      assert.equal(status, 401);
+      assert.equal((json.error as { code: string }).code, "unauthorized");
+    }
+  } finally {
+    await closeAll([alice, bob]);
+    await server.close();
+  }
+});
+
+test("verdicts and refusals: stale, drift, 409, 400, 413, 415 — and none of them changed the database", async () => {
+  const now = Date.now();
+  const server = await startServer(schema, {
+    limits: { maxBodyBytes: 64 * 1024, maxChangesPerPush: 10 },
+  });
+  const push = (changes: unknown[], extra: Record<string, unknown> = {}) =>
+    post(`${server.url}/push`, {
+      protocol: PROTOCOL_VERSION,
+      nodeId: "x",
+      schema: schema.hash,
+      changes,
+      ...extra,
+    });
+  const change = (id: string, offset: number, data: Record<string, unknown> = { title: "t" }) => ({
+    table: "tasks",
+    id,
+    version: formatHlc({ ms: now + offset, counter: 0, nodeId: "x" }),
+    deleted: false,
+    data,
+  });
+  try {
+    const first = await push([change("a", 0, { title: "kept" })]);
+    assert.equal(first.status, 200);
+    assert.deepEqual((first.json.results as { status: string }[]).map((r) => r.status), [
+      "applied",
+    ]);
+    assert.equal(typeof first.json.serverTime, "number");
+
+    const again = await push([
+      change("a", 0, { title: "kept" }),
+      change("a", -1_000, { title: "older" }),
+    ]);
+    assert.deepEqual((again.json.results as { status: string }[]).map((r) => r.status), [
+      "stale",
+      "stale",
+    ]);
+
+    const drift = await push([change("b", 10 * 60_000)]);
+    const [verdict] = drift.json.results as { status: string; code: string; message: string }[];
+    assert.equal(verdict?.status, "rejected");
+    assert.equal(verdict?.code, "clock_drift");
+    assert.match(verdict!.message, /ahead of server time \d+/);
+
+    const cases: [Promise<{ status: number; json: Record<string, unknown> }>, number, string][] = [
+      [push([change("c", 0)], { protocol: 99 }), 409, "protocol_mismatch"],
+      [push([change("c", 0)], { schema: "other" }), 409, "schema_mismatch"],
+      [post(`${server.url}/push`, "{not json"), 400, "malformed"],
+      [push([change("c", 0, { title: 42 })]), 400, "malformed"],
+      [push([change("c", 0, { nope: "x" })]), 400, "malformed"],
+      [push([{ ...change("c", 0), table: "settings" }]), 400, "malformed"],
+      [push([{ ...change("c", 0), version: "yesterday" }]), 400, "malformed"],
+      [push(Array.from({ length: 11 }, (_, i) => change(`many${i}`, 0))), 413, "too_large"],
+      [push([change("c", 0, { title: "x".repeat(100_000) })]), 413, "too_large"],
+      [
+        post(`${server.url}/pull`, {
+          protocol: PROTOCOL_VERSION,
+          schema: schema.hash,
+          cursors: { nope: null },
+        }),
+        400,
+        "malformed",
+      ],
+      [
+        post(`${server.url}/pull`, {
+          protocol: PROTOCOL_VERSION,
+          schema: schema.hash,
+          cursors: { tasks: "x" },
+        }),
+        400,
+        "invalid_change",
+      ],
+    ];
+    for (const [request, status, code] of cases) {
+      const response = await request;
+      assert.equal(response.status, status, JSON.stringify(response.json));
+      assert.equal((response.json.error as { code: string }).code, code);
+    }
+    const typed = await push([change("c", 0, { title: 42 })]);
+    const issues = (typed.json.error as { issues: { path: string }[] }).issues;
+    assert.ok(
+      issues.some((issue) => issue.path === "changes.0.data.title"),
+      JSON.stringify(issues),
+    );
+
+    const raw = await fetch(`${server.url}/push`, { method: "POST", body: "{}" });
+    assert.equal(raw.status, 415);
+    const missing = await fetch(`${server.url}/nope`);
+    assert.equal(missing.status, 404);
+
+    const pulled = await server.database.pull({ tasks: null }, 100);
+    assert.deepEqual(pulled.tasks!.rows.map((r) => [r.id, r.data.title]), [["a", "kept"]]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("bytes, JSON and booleans survive the round trip through the server", async () => {
+  const server = await startServer(schema);
+  const a = await openClient(schema, server);
+  const b = await openClient(schema, server);
+  try {
+    const file = await a.db.insert("files", {
+      name: "logo.png",
+      bytes: new Uint8Array([0, 1, 2, 250, 255]),
+      meta: { width: 3, tags: ["x"] },
+    });
+    await a.db.insert("notes", { body: "b", pinned: true });
+    await a.manager.syncNow();
+    await b.manager.syncNow();
+    assert.deepEqual(await b.db.get("files", file.system_id), file);
+    assert.equal((await b.db.all("notes"))[0]?.pinned, true);
+  } finally {
+    await closeAll([a, b]);
+    await server.close();
+  }
+});

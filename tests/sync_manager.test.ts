@@ -1,0 +1,244 @@
+// ServerSyncManager with the seed's onFetch / onSend contract (no HTTP here:
+// the end-to-end tests cover the HTTP transport).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SyncError } from "../src/errors.ts";
+import type { DirtyRow, RejectedRow } from "../src/outbox.ts";
+import type { PushResult } from "../src/protocol.ts";
+import { ServerSyncManager, type SyncStatus } from "../src/sync_manager.ts";
+import { schema } from "./fixtures.ts";
+import { openMemory } from "./helpers.ts";
+
+const noFetch = () => Promise.resolve();
+
+function waitFor(manager: EventTarget, predicate: (status: SyncStatus) => boolean, ms = 3_000) {
+  return new Promise<SyncStatus>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("timed out waiting for a status")), ms);
+    const listener = (event: Event) => {
+      const status = (event as CustomEvent<SyncStatus>).detail;
+      if (!predicate(status)) return;
+      clearTimeout(timer);
+      manager.removeEventListener("status", listener);
+      resolve(status);
+    };
+    manager.addEventListener("status", listener);
+  });
+}
+
+test("onSend returning true clears the outbox; false keeps it and reports the error", async () => {
+  const db = await openMemory({ schema });
+  await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
+  let accept = false;
+  const manager = new ServerSyncManager({
+    database: db,
+    onFetch: noFetch,
+    onSend: () => Promise.resolve(accept),
+  });
+  await assert.rejects(
+    manager.syncNow(),
+    (e: unknown) => e instanceof SyncError && e.code === "send_refused",
+  );
+  assert.equal(manager.status.state, "error");
+  assert.equal(manager.status.pending, 2);
+  assert.equal(await db.countDirtyRows(), 2);
+  accept = true;
+  await manager.syncNow();
+  assert.equal(manager.status.state, "idle");
+  assert.equal(manager.status.pending, 0);
+  assert.equal(manager.status.lastError, undefined);
+  assert.ok(manager.status.lastSyncAt! <= Date.now());
+  await db.close();
+});
+
+test("sync sends in bounded batches, oldest first, then fetches until no page is left", async () => {
+  const db = await openMemory({ schema });
+  const rows = await db.insertMany("tasks", [1, 2, 3, 4, 5].map((i) => ({ title: `t${i}` })));
+  const calls: string[] = [];
+  let pages = 0;
+  const manager = new ServerSyncManager({
+    database: db,
+    batchSize: 2,
+    onSend: (operations: DirtyRow[]) => {
+      calls.push(`send ${operations.map((o) => o.data.title).join(",")}`);
+      return Promise.resolve(true);
+    },
+    onFetch: (_db, tableTimestamps) => {
+      calls.push(`fetch ${Object.keys(tableTimestamps).sort().join(",")}`);
+      pages++;
+      return Promise.resolve({ hasMore: pages < 3 });
+    },
+  });
+  await manager.syncNow();
+  assert.deepEqual(calls, [
+    "send t1,t2",
+    "send t3,t4",
+    "send t5",
+    "fetch files,notes,tasks",
+    "fetch files,notes,tasks",
+    "fetch files,notes,tasks",
+  ]);
+  assert.equal(rows.length, 5);
+  await db.close();
+});
+
+test("one sync at a time: a call during a sync joins it", async () => {
+  const db = await openMemory({ schema });
+  await db.insert("tasks", { title: "a" });
+  let sends = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const manager = new ServerSyncManager({
+    database: db,
+    onFetch: noFetch,
+    onSend: async () => {
+      sends++;
+      await gate;
+      return true;
+    },
+  });
+  const first = manager.syncNow();
+  const second = manager.syncNow();
+  assert.equal(first, second);
+  release();
+  await Promise.all([first, second]);
+  assert.equal(sends, 1);
+  await db.close();
+});
+
+test("per-row verdicts: rejected changes move to _sync_rejected, are reported, and never block the rest", async () => {
+  const db = await openMemory({ schema });
+  const [bad, good1, good2] = await db.insertMany("tasks", [{ title: "bad" }, { title: "ok 1" }, {
+    title: "ok 2",
+  }]);
+  const manager = new ServerSyncManager({
+    database: db,
+    onFetch: noFetch,
+    onSend: (operations) =>
+      Promise.resolve(
+        operations.map((o): PushResult =>
+          o.data.title === "bad"
+            ? {
+              table: o.table,
+              id: o.id,
+              status: "rejected",
+              code: "forbidden",
+              message: "not yours",
+            }
+            : { table: o.table, id: o.id, status: o.data.title === "ok 2" ? "stale" : "applied" }
+        ),
+      ),
+  });
+  const reported: RejectedRow[][] = [];
+  manager.addEventListener(
+    "rejected",
+    (e) => reported.push((e as CustomEvent<RejectedRow[]>).detail),
+  );
+  await manager.syncNow();
+  assert.equal(await db.countDirtyRows(), 0);
+  assert.equal(manager.status.rejected, 1);
+  assert.equal(reported.length, 1);
+  assert.deepEqual(reported[0]!.map((r) => [r.id, r.code, r.message]), [[
+    bad!.system_id,
+    "forbidden",
+    "not yours",
+  ]]);
+  const [stored] = await db.getRejectedRows();
+  assert.equal(stored?.change.data.title, "bad");
+  assert.equal(stored?.version, bad!.system_version);
+  assert.ok(good1 && good2);
+
+  // retry after editing: the row goes back to the outbox at its new version
+  const edited = await db.update("tasks", bad!.system_id, { title: "fixed" });
+  await db.retryRejectedRow("tasks", bad!.system_id);
+  assert.deepEqual(await db.getRejectedRows(), []);
+  const [again] = await db.getDirtyRows();
+  assert.equal(again?.version, edited.system_version);
+  await manager.syncNow();
+  assert.equal(await db.countDirtyRows(), 0);
+  assert.equal(manager.status.rejected, 0);
+  await db.close();
+});
+
+test("discarding a rejection forgets it without touching the row", async () => {
+  const db = await openMemory({ schema });
+  const row = await db.insert("tasks", { title: "x" });
+  const [change] = await db.getDirtyRows();
+  await db.rejectDirtyRows([{ change: change!, code: "constraint", message: "duplicate" }]);
+  assert.equal(await db.countDirtyRows(), 0);
+  assert.equal((await db.getRejectedRows()).length, 1);
+  await db.discardRejectedRow("tasks", row.system_id);
+  assert.deepEqual(await db.getRejectedRows(), []);
+  assert.equal((await db.get("tasks", row.system_id))?.title, "x");
+  await db.close();
+});
+
+test("a rejection never swallows a newer local write", async () => {
+  const db = await openMemory({ schema });
+  const row = await db.insert("tasks", { title: "v1" });
+  const [sent] = await db.getDirtyRows();
+  const newer = await db.update("tasks", row.system_id, { title: "v2" }); // written while the push was in flight
+  await db.rejectDirtyRows([{ change: sent!, code: "forbidden", message: "no" }]);
+  assert.deepEqual(await db.getRejectedRows(), []);
+  const [left] = await db.getDirtyRows();
+  assert.equal(left?.version, newer.system_version);
+  await db.close();
+});
+
+test("a failed sync retries on its own with backoff until it succeeds", async () => {
+  const db = await openMemory({ schema });
+  await db.insert("tasks", { title: "a" });
+  let failures = 3;
+  const attempts: number[] = [];
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    retryDelay: 10,
+    maxRetryDelay: 40,
+    random: () => 1,
+    onFetch: noFetch,
+    onSend: () => {
+      attempts.push(Date.now());
+      if (failures-- > 0) return Promise.reject(new SyncError("offline", "network is down"));
+      return Promise.resolve(true);
+    },
+  });
+  const states: string[] = [];
+  manager.addEventListener(
+    "status",
+    (e) => states.push((e as CustomEvent<SyncStatus>).detail.state),
+  );
+  const idle = waitFor(
+    manager,
+    (s) => s.state === "idle" && s.pending === 0 && s.lastSyncAt !== undefined,
+  );
+  manager.start();
+  await idle;
+  assert.equal(attempts.length, 4);
+  assert.ok(states.includes("offline"));
+  const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+  assert.ok(gaps[0]! >= 9 && gaps[2]! >= 35, `backoff grows: ${gaps.join(", ")} ms`);
+  assert.ok(manager.status.nextSyncAt! > Date.now() + 50_000, "then waits for syncInterval");
+  await manager[Symbol.asyncDispose]();
+  assert.equal(manager.started, false);
+  assert.equal(manager.status.nextSyncAt, undefined);
+  await db.close();
+});
+
+test("the manager refuses options that cannot work", async () => {
+  const db = await openMemory({ schema });
+  assert.throws(
+    () => new ServerSyncManager({ database: db, onFetch: noFetch, onSend: undefined as never }),
+    TypeError,
+  );
+  assert.throws(
+    () =>
+      new ServerSyncManager({
+        database: db,
+        onFetch: noFetch,
+        onSend: () => Promise.resolve(true),
+        batchSize: 0,
+      }),
+    RangeError,
+  );
+  await db.close();
+});
