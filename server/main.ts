@@ -13,7 +13,10 @@
  * default `file:data/sync.db`), `--host` (`SYNC_HOST`, default 127.0.0.1),
  * `--port` (`SYNC_PORT`, default 8787), `--schema` (`SYNC_SCHEMA`, a module
  * exporting `schema`; default the example tasks schema), `--auth-token`
- * (`SYNC_AUTH_TOKEN`, for a remote libSQL URL).
+ * (`SYNC_AUTH_TOKEN`, for a remote libSQL URL), `--tokens` (`SYNC_TOKENS`,
+ * `secret=principal,…`: bearer tokens, checked by Hono's bearer-auth
+ * middleware; the principal is matched against scope columns). Without
+ * tokens every request is served.
  *
  * Logs one line per request. On SIGINT or SIGTERM it stops accepting
  * connections, answers the requests in flight — every acknowledged push is
@@ -23,7 +26,8 @@
  */
 
 import { createClient } from "@libsql/client";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
@@ -43,6 +47,7 @@ const { values: flags } = parseArgs({
     port: { type: "string" },
     schema: { type: "string" },
     "auth-token": { type: "string" },
+    tokens: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -85,7 +90,31 @@ app.use(async (c, next) => {
   else if (c.res.status >= 400) console.warn(line);
   else console.log(line);
 });
-app.route("/", createSyncServer({ database }));
+const tokens = parseTokens(flags.tokens ?? process.env.SYNC_TOKENS);
+if (tokens.size > 0) {
+  const refuse = {
+    message: { error: { code: "unauthorized", message: "Missing or invalid token" } },
+  };
+  for (const path of ["/push", "/pull"]) {
+    app.use(
+      path,
+      bearerAuth({
+        verifyToken: (token, c) => {
+          const id = tokens.get(token);
+          if (id !== undefined) c.set("principal" as never, { id } as never);
+          return id !== undefined;
+        },
+        noAuthenticationHeader: refuse,
+        invalidAuthenticationHeader: refuse,
+        invalidToken: refuse,
+      }),
+    );
+  }
+}
+const authorize = tokens.size === 0
+  ? undefined
+  : (c: Context) => c.get("principal" as never) as { id: string } | undefined;
+app.route("/", createSyncServer({ database, authorize }));
 
 const server = await serve(app.fetch, { hostname: host, port });
 const runtime = server.runtime;
@@ -106,6 +135,19 @@ async function shutdown(signal: string) {
 }
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+function parseTokens(value: string | undefined): Map<string, string> {
+  const tokens = new Map<string, string>();
+  for (const pair of (value ?? "").split(",").filter(Boolean)) {
+    const [token, principal] = pair.split("=");
+    if (!token || !principal) {
+      console.error(`Invalid token ${JSON.stringify(pair)}: use secret=principal`);
+      process.exit(2);
+    }
+    tokens.set(token, principal);
+  }
+  return tokens;
+}
 
 function toLibsqlUrl(value: string): string {
   return /^[a-z]+:/i.test(value) ? value : `file:${value}`;

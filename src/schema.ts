@@ -256,6 +256,16 @@ export function table<C extends Columns, const S extends boolean = false>(
         throw new TypeError(`Index column ${name} is not declared`);
       }
     }
+    // Two offline replicas could each accept a row the other's unique index
+    // refuses, and no merge could reconcile them (cr-sqlite forbids unique
+    // indexes on replicated tables for the same reason). A server may still
+    // add its own constraints: what they refuse comes back as `rejected`.
+    if (index.unique && synced) {
+      throw new TypeError(
+        `Unique index on ${index.columns.join(", ")}: synced tables cannot have unique indexes, ` +
+          "as offline replicas could not merge rows that violate them",
+      );
+    }
     if (index.name !== undefined && !IDENTIFIER.test(index.name)) {
       throw new TypeError(`Invalid index name ${JSON.stringify(index.name)}`);
     }

@@ -195,6 +195,15 @@ test("table declarations refuse reserved and malformed names", () => {
   assert.throws(() => defineSchema({ _private: table({ a: text() }) }), TypeError);
   assert.throws(() => table({ a: text() }, { indexes: [{ columns: ["b" as "a"] }] }), TypeError);
   assert.throws(() => table({ a: text() }, { lww: "column" }), TypeError);
+  assert.throws(
+    () =>
+      table({ a: text() }, {
+        withSystemColumns: true,
+        indexes: [{ columns: ["a"], unique: true }],
+      }),
+    /synced tables cannot have unique indexes/,
+  );
+  assert.doesNotThrow(() => table({ a: text() }, { indexes: [{ columns: ["a"], unique: true }] }));
 });
 
 test("the schema hash changes with the declarations and only with them", () => {

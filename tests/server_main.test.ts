@@ -24,13 +24,17 @@ function runtimeArgs(file: string): [string, string[]] {
   return [process.execPath, ["--import", "tsx", file]];
 }
 
-test("server/main.ts serves an embedded file and stops on SIGTERM without losing an acknowledged write", async () => {
+test("server/main.ts serves an embedded file behind bearer tokens and stops on SIGTERM without losing an acknowledged write", async () => {
   const dir = tempDir();
   const dbPath = join(dir.path, "nested", "sync.db");
   const [command, args] = runtimeArgs(main);
-  const child = spawn(command, [...args, "--db", dbPath, "--port", "0"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    command,
+    [...args, "--db", dbPath, "--port", "0", "--tokens", "s3cret=alice"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let output = "";
   child.stdout.on("data", (chunk) => (output += chunk));
   child.stderr.on("data", (chunk) => (output += chunk));
@@ -54,12 +58,18 @@ test("server/main.ts serves an embedded file and stops on SIGTERM without losing
     assert.equal((await health.json()).schema, schema.hash);
 
     const version = formatHlc({ ms: Date.now(), counter: 0, nodeId: "tester" });
-    const { status, json } = await post(`${url}/push`, {
+    const body = {
       protocol: PROTOCOL_VERSION,
       nodeId: "tester",
       schema: schema.hash,
       changes: [{ table: "tasks", id: "t1", version, deleted: false, data: { title: "kept" } }],
-    });
+    };
+    for (const headers of [{}, { authorization: "Bearer wrong" }]) {
+      const refused = await post(`${url}/push`, body, headers);
+      assert.equal(refused.status, 401);
+      assert.equal((refused.json.error as { code: string }).code, "unauthorized");
+    }
+    const { status, json } = await post(`${url}/push`, body, { authorization: "Bearer s3cret" });
     assert.equal(status, 200);
     assert.deepEqual(json.results, [{ table: "tasks", id: "t1", status: "applied" }]);
 

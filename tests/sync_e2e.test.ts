@@ -2,7 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createClient } from "@libsql/client";
 import { formatHlc } from "../src/hlc.ts";
+import { defineSchema, table, text } from "../src/schema.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { syncSchema as schema } from "./fixtures.ts";
 import { tempDir } from "./helpers.ts";
@@ -358,5 +360,49 @@ test("bytes, JSON and booleans survive the round trip through the server", async
   } finally {
     await closeAll([a, b]);
     await server.close();
+  }
+});
+
+test("a row the server's database refuses is rejected alone; the rest of its push applies", async () => {
+  const people = defineSchema({
+    people: table({ email: text().notNull() }, { withSystemColumns: true }),
+  });
+  const dir = tempDir();
+  const url = `file:${join(dir.path, "server.db")}`;
+  const server = await startServer(people, { url });
+  // A constraint the server's operator added on their own.
+  const operator = createClient({ url });
+  await operator.execute(`CREATE UNIQUE INDEX people_email ON people (email)`);
+  operator.close();
+  const a = await openClient(people, server);
+  const b = await openClient(people, server);
+  try {
+    await a.db.insert("people", { email: "ada@example.com" });
+    await a.manager.syncNow();
+    const [, duplicate] = await b.db.insertMany("people", [
+      { email: "bob@example.com" },
+      { email: "ada@example.com" },
+      { email: "cy@example.com" },
+    ]);
+    const rejected: string[] = [];
+    b.manager.addEventListener("rejected", (e) => {
+      for (const row of (e as CustomEvent<{ id: string; code: string }[]>).detail) {
+        rejected.push(`${row.id}:${row.code}`);
+      }
+    });
+    await b.manager.syncNow();
+    assert.deepEqual(rejected, [`${duplicate!.system_id}:constraint`]);
+    assert.equal(await b.db.countDirtyRows(), 0);
+    assert.equal(b.manager.status.state, "idle", "the pull that follows is not blocked");
+    assert.equal((await b.db.getRejectedRows())[0]?.code, "constraint");
+    const onServer = await server.database.pull({ people: null }, 10);
+    assert.deepEqual(
+      onServer.people!.rows.map((r) => r.data.email).sort(),
+      ["ada@example.com", "bob@example.com", "cy@example.com"],
+    );
+  } finally {
+    await closeAll([a, b] as unknown as Client[]);
+    await server.close();
+    dir.cleanup();
   }
 });
