@@ -64,7 +64,7 @@ test("server/main.ts serves an embedded file behind bearer tokens and stops on S
       schema: schema.hash,
       changes: [{ table: "tasks", id: "t1", version, deleted: false, data: { title: "kept" } }],
     };
-    for (const headers of [{}, { authorization: "Bearer wrong" }]) {
+    for (const headers of [{}, { authorization: "Bearer wrong" }] as Record<string, string>[]) {
       const refused = await post(`${url}/push`, body, headers);
       assert.equal(refused.status, 401);
       assert.equal((refused.json.error as { code: string }).code, "unauthorized");
