@@ -22,27 +22,15 @@
  */
 
 import * as v from "valibot";
+import type { DirtyRow } from "./outbox.ts";
 import type { ColumnKind, Schema, TableDef } from "./schema.ts";
 import { describeTables } from "./table_info.ts";
 
 /** The version of the wire protocol; both ends send it and refuse a mismatch (409). */
 export const PROTOCOL_VERSION = 1;
 
-/** One change in a push: a `DirtyRow`, with blobs as base64. */
-export interface PushChange {
-  /** Table name. */
-  readonly table: string;
-  /** The row's `system_id`. */
-  readonly id: string;
-  /** HLC of the change. */
-  readonly version: string;
-  /** True for a tombstone. */
-  readonly deleted: boolean;
-  /** Values of the declared columns. */
-  readonly data: Record<string, unknown>;
-  /** Per-column versions (`lww: "column"` tables). */
-  readonly columnVersions?: Record<string, string>;
-}
+/** One change in a push: an outbox `DirtyRow`, with blobs as base64. */
+export type PushChange = DirtyRow;
 
 /** Body of `POST /push`. */
 export interface PushRequest {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { TableInfo } from "./table_info.ts";
+import type { ColumnInfo, TableInfo } from "./table_info.ts";
 
 /** Encodes bytes as base64. */
 export function toBase64(bytes: Uint8Array): string {
@@ -31,13 +31,7 @@ export function dataToWire(
   info: TableInfo,
   data: Readonly<Record<string, unknown>>,
 ): Record<string, unknown> {
-  if (!info.columns.some((c) => c.kind === "blob")) return data as Record<string, unknown>;
-  const out: Record<string, unknown> = { ...data };
-  for (const column of info.columns) {
-    const value = out[column.name];
-    if (column.kind === "blob" && value instanceof Uint8Array) out[column.name] = toBase64(value);
-  }
-  return out;
+  return convertBlobs(info, data, (value) => value instanceof Uint8Array ? toBase64(value) : value);
 }
 
 /** A row's data as it comes off the wire: base64 blobs become bytes. */
@@ -45,11 +39,28 @@ export function dataFromWire(
   info: TableInfo,
   data: Readonly<Record<string, unknown>>,
 ): Record<string, unknown> {
-  if (!info.columns.some((c) => c.kind === "blob")) return data as Record<string, unknown>;
+  return convertBlobs(info, data, (value) => typeof value === "string" ? fromBase64(value) : value);
+}
+
+const blobColumns = new WeakMap<TableInfo, ColumnInfo[]>();
+
+// Applies `convert` to the blob columns of `data`; tables without blobs pass through.
+function convertBlobs(
+  info: TableInfo,
+  data: Readonly<Record<string, unknown>>,
+  convert: (value: unknown) => unknown,
+): Record<string, unknown> {
+  let blobs = blobColumns.get(info);
+  if (blobs === undefined) {
+    blobColumns.set(
+      info,
+      blobs = info.columns.filter((c) => c.kind === "blob"),
+    );
+  }
+  if (blobs.length === 0) return data as Record<string, unknown>;
   const out: Record<string, unknown> = { ...data };
-  for (const column of info.columns) {
-    const value = out[column.name];
-    if (column.kind === "blob" && typeof value === "string") out[column.name] = fromBase64(value);
+  for (const column of blobs) {
+    if (column.name in out) out[column.name] = convert(out[column.name]);
   }
   return out;
 }
