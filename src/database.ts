@@ -150,6 +150,8 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   rejectDirtyRows(rejections: readonly Rejection[]): Promise<void>;
   /** The changes the server refused, with the reason: nothing is dropped silently. */
   getRejectedRows(): Promise<RejectedRow[]>;
+  /** How many refused changes are kept. */
+  countRejectedRows(): Promise<number>;
   /**
    * Sends a rejected row again (typically after editing it): puts it back in the
    * outbox at its current version and forgets the rejection.
@@ -229,6 +231,10 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       await adapter.batch(rejectStatements(rejections, new Date(hlc.wallClock()).toISOString()));
     },
     getRejectedRows: () => readRejectedRows(adapter),
+    async countRejectedRows() {
+      const { rows } = await adapter.execute({ sql: `SELECT count(*) AS n FROM _sync_rejected` });
+      return Number(rows[0]?.n ?? 0);
+    },
     async retryRejectedRow(table, systemId) {
       await adapter.batch(retryRejectedStatements(tableInfo(table), systemId));
     },

@@ -267,7 +267,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   async #counts(): Promise<{ pending: number; rejected: number }> {
     const [pending, rejected] = await Promise.all([
       this.#db.countDirtyRows(),
-      this.#db.getRejectedRows().then((rows) => rows.length),
+      this.#db.countRejectedRows(),
     ]);
     return { pending, rejected };
   }
