@@ -138,12 +138,12 @@ export function rawUpsertStatements(rows: readonly ServerRow[]): InStatement[] {
   });
 }
 
-/** Opens the library's database on a libSQL URL. */
-export function openTasksDatabase(url: string): Promise<TasksDatabase> {
+/** Opens the library's database on a libSQL URL (replica `nodeId`, default `bench-client`). */
+export function openTasksDatabase(url: string, nodeId = "bench-client"): Promise<TasksDatabase> {
   return openDatabase({
     adapter: libsqlAdapter(createClient({ url })),
     schema,
-    nodeId: "bench-client",
+    nodeId,
   });
 }
 
