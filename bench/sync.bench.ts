@@ -448,7 +448,11 @@ async function e2eOnce(
   const n = databases++;
   const paths = ["server", "a", "b"].map((name) => join(dir.path, `e2e-${n}-${name}.db`));
   const serverClient = createClient({ url: `file:${paths[0]}` });
-  const database = await openServerDatabase({ adapter: libsqlAdapter(serverClient), schema });
+  const database = await openServerDatabase({
+    adapter: libsqlAdapter(serverClient),
+    schema,
+    journalMode: "wal", // as server/main.ts does for file: databases
+  });
   const served = timeMethods(database, ["push", "pull"]);
   const server = await serve(createSyncServer({ database: served.proxy }).fetch, {
     hostname: "127.0.0.1",

@@ -71,7 +71,11 @@ if (path === undefined) throw new Error("usage: sync_server.ts --db <file> [--se
 const seed = Number(option("seed") ?? 0);
 
 const client = createClient({ url: `file:${path}` });
-const database = await openServerDatabase({ adapter: libsqlAdapter(client), schema });
+const database = await openServerDatabase({
+  adapter: libsqlAdapter(client),
+  schema,
+  journalMode: "wal", // as server/main.ts does for file: databases
+});
 
 const readSequence = async () => {
   const { rows } = await client.execute(`SELECT value FROM _sync_meta WHERE key = 'sequence'`);

@@ -178,11 +178,10 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
 
   app.post("/pull", ...guards, vValidator("json", schemas.pullRequest, invalid), async (c) => {
     const request = c.req.valid("json");
-    const changes = await database.pull(
-      request.cursors,
-      request.limit ?? defaultPullLimit,
-      c.get("principal"),
-    );
+    const changes = await database.pull(request.cursors, request.limit ?? defaultPullLimit, {
+      principal: c.get("principal"),
+      nodeId: request.nodeId,
+    });
     return c.json({ changes, serverTime: database.now() });
   });
 

@@ -50,6 +50,12 @@ export interface ServerDatabaseOptions<T extends Record<string, TableDef>> {
   maxDrift?: number;
   /** The server's wall clock (ms). Default `Date.now`. */
   now?: () => number;
+  /**
+   * `"wal"` switches a local database file to write-ahead logging: readers no
+   * longer wait for the writer, and a commit costs one sync instead of a
+   * journal's several (`server/main.ts` uses it for `file:` databases).
+   */
+  journalMode?: "wal";
 }
 
 /** The server side of sync. */
@@ -64,10 +70,22 @@ export interface ServerDatabase {
   pull(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
-    principal?: Principal,
+    options?: PullOptions,
   ): Promise<Record<string, PullTableChanges>>;
   /** Closes the adapter. */
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode ServerDatabase.pull}. */
+export interface PullOptions {
+  /** Who is asking: scoped tables return only this principal's rows. */
+  readonly principal?: Principal;
+  /**
+   * The asking replica's node id. After its first pull (a non-null cursor), rows
+   * whose current state that node wrote itself are left out of the page — it
+   * holds them already — while the cursor still moves past them.
+   */
+  readonly nodeId?: string;
 }
 
 /** Rows per UPSERT statement on the server. */
@@ -96,6 +114,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const now = options.now ?? Date.now;
   const maxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
+  if (options.journalMode === "wal") await adapter.execute({ sql: "PRAGMA journal_mode = WAL" });
   await migrate(adapter, schema, tables, "server");
 
   const reject = (table: string, id: string, code: string, message: string): PushResult => ({
@@ -179,7 +198,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   async function pull(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
-    principal?: Principal,
+    options: PullOptions = {},
   ): Promise<Record<string, PullTableChanges>> {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
@@ -192,7 +211,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
           details: { table },
         });
       }
-      pages[table] = await pullTable(info, cursor, limit, principal);
+      pages[table] = await pullTable(info, cursor, limit, options);
     }
     return pages;
   }
@@ -201,7 +220,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     info: TableInfo,
     cursor: string | null,
     limit: number,
-    principal?: Principal,
+    { principal, nodeId }: PullOptions,
   ): Promise<PullTableChanges> {
     if (cursor !== null && !/^\d{1,15}$/.test(cursor)) {
       throw new SyncError(
@@ -228,14 +247,30 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     const hasMore = rows.length > limit;
     const page = hasMore ? rows.slice(0, limit) : rows;
     const last = page.at(-1);
+    const own = cursor === null || nodeId === undefined ? undefined : `:${nodeId}`;
+    const sent: PullRow[] = [];
+    for (const row of page) {
+      if (own === undefined || !writtenBy(info, row, own)) sent.push(toPullRow(info, row));
+    }
     return {
-      rows: page.map((row) => toPullRow(info, row)),
-      cursor: last === undefined ? cursor : String(last[SEQUENCE_COLUMN]),
+      rows: sent,
+      // An empty first page still answers with a cursor: the replica has now
+      // seen the table from its beginning.
+      cursor: last === undefined ? cursor ?? "0" : String(last[SEQUENCE_COLUMN]),
       hasMore,
     };
   }
 
   return { schema, now, push, pull, close: () => adapter.close() };
+}
+
+// True when every part of the row's current state carries versions issued by
+// the node (`suffix` is ":<nodeId>"): for column tables, every column version.
+function writtenBy(info: TableInfo, row: Record<string, SqlValue>, suffix: string): boolean {
+  if (!String(row.system_version).endsWith(suffix)) return false;
+  if (!info.perColumn) return true;
+  const versions = JSON.parse(String(row[COLUMN_VERSIONS])) as Record<string, string>;
+  return Object.values(versions).every((version) => version.endsWith(suffix));
 }
 
 // A scoped row must carry the principal's id in its scope column.

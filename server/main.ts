@@ -78,6 +78,7 @@ const database = await openServerDatabase({
     }),
   ),
   schema,
+  journalMode: dbUrl.startsWith("file:") ? "wal" : undefined,
 });
 
 const app = new Hono();

@@ -155,14 +155,13 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       for (const [table, cursor] of Object.entries(tableTimestamps)) {
         cursors[table] = cursor === null || cursor === undefined ? null : String(cursor);
       }
-      const request: PullRequest = options.pullLimit === undefined
-        ? { protocol: PROTOCOL_VERSION, schema: db.schema.hash, cursors }
-        : {
-          protocol: PROTOCOL_VERSION,
-          schema: db.schema.hash,
-          cursors,
-          limit: options.pullLimit,
-        };
+      const request: PullRequest = {
+        protocol: PROTOCOL_VERSION,
+        schema: db.schema.hash,
+        nodeId: db.nodeId,
+        cursors,
+        ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
+      };
       const response = await post<PullResponse>("/pull", request);
       if (typeof response?.changes !== "object" || response.changes === null) {
         throw new SyncError("server_error", "The pull response has no changes");

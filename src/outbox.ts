@@ -76,11 +76,30 @@ export function recordIfChangedStatement(table: string, id: string, version: str
   };
 }
 
-/** Removes the entries whose version is not newer than the one acknowledged. */
+/**
+ * Removes the entries whose version is not newer than the one acknowledged:
+ * one statement per table, whatever the number of rows.
+ *
+ * Each statement compares with the newest version acknowledged for its table
+ * rather than each row's own. That is the same test: every version a sent row
+ * carried was known to this replica's clock when the outbox was read, and a
+ * write made after that gets a newer version than all of them, so its entry
+ * survives either way.
+ */
 export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatement[] {
-  return acks.map((ack) => ({
-    sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id = ? AND version <= ?`,
-    args: [ack.table, ack.id, ack.version],
+  const byTable = new Map<string, { ids: string[]; newest: string }>();
+  for (const ack of acks) {
+    const group = byTable.get(ack.table);
+    if (group === undefined) byTable.set(ack.table, { ids: [ack.id], newest: ack.version });
+    else {
+      group.ids.push(ack.id);
+      if (ack.version > group.newest) group.newest = ack.version;
+    }
+  }
+  return [...byTable].map(([table, { ids, newest }]) => ({
+    sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN ` +
+      `(SELECT value FROM json_each(?)) AND version <= ?`,
+    args: [table, JSON.stringify(ids), newest],
   }));
 }
 

@@ -76,6 +76,11 @@ export interface PullRequest {
   readonly cursors: Readonly<Record<string, string | null>>;
   /** Rows per table per page. */
   readonly limit?: number;
+  /**
+   * The asking replica's node id: once it has a cursor, rows whose current
+   * state it wrote itself are left out of its pages (it holds them already).
+   */
+  readonly nodeId?: string;
 }
 
 /** One row in a pull response. */
@@ -248,6 +253,9 @@ export function createProtocolSchemas(
       schema: v.string(),
       cursors: v.record(tableNames, v.nullable(v.pipe(v.string(), v.maxLength(64)))),
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
+      nodeId: v.optional(
+        v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "Expected a node id")),
+      ),
     }) as unknown as v.GenericSchema<unknown, PullRequest>,
     pushResponse: v.object({
       results: v.array(v.object({

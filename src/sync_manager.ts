@@ -248,7 +248,12 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
           }),
         );
       }
-      this.#update(await this.#counts());
+      // Counted exactly once the sync ends; meanwhile, what this batch settled.
+      const settled = acknowledged.length + rejections.length;
+      this.#update({
+        pending: Math.max(0, this.#status.pending - settled),
+        rejected: this.#status.rejected + rejections.length,
+      });
       // A batch nothing was decided for would come back unchanged: stop here.
       if (acknowledged.length + rejections.length === 0) return;
     }

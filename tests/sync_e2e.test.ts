@@ -406,3 +406,53 @@ test("a row the server's database refuses is rejected alone; the rest of its pus
     dir.cleanup();
   }
 });
+
+test("a client does not download its own changes again, yet gets every change of others", async () => {
+  const server = await startServer(schema);
+  const pulled: string[] = [];
+  const counting: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if (String(input).endsWith("/pull")) {
+      const { changes } = await response.clone().json();
+      for (
+        const [table, page] of Object.entries(changes as Record<string, { rows: { id: string }[] }>)
+      ) {
+        for (const row of page.rows) pulled.push(`${table}:${row.id}`);
+      }
+    }
+    return response;
+  };
+  const a = await openClient(schema, server, { nodeId: "a", http: { fetch: counting } });
+  const b = await openClient(schema, server, { nodeId: "b" });
+  try {
+    await a.db.insert("tasks", { title: "first" });
+    await a.manager.syncNow(); // first pull (no cursor yet): everything, own rows included
+    pulled.length = 0;
+    const second = await a.db.insert("tasks", { title: "second" });
+    const note = await a.db.insert("notes", { body: "a's note" });
+    await a.manager.syncNow();
+    assert.deepEqual(pulled, [], "its own rows are not sent back");
+
+    const fromB = await b.db.insert("tasks", { title: "from b" });
+    await b.manager.syncNow();
+    await b.db.update("notes", note.system_id, { color: "green" }); // one column of a's note
+    await b.db.update("tasks", second.system_id, { done: 1 });
+    await b.manager.syncNow();
+    await a.manager.syncNow();
+    assert.deepEqual(
+      pulled.sort(),
+      [`notes:${note.system_id}`, `tasks:${fromB.system_id}`, `tasks:${second.system_id}`].sort(),
+    );
+    assert.equal((await a.db.get("notes", note.system_id))?.color, "green");
+    assert.equal((await a.db.get("tasks", second.system_id))?.done, 1);
+
+    // A fresh database reusing the node id starts without a cursor: it gets everything.
+    const again = await openClient(schema, server, { nodeId: "a" });
+    await again.manager.syncNow();
+    assert.equal((await again.db.all("tasks")).length, 3);
+    await closeAll([again]);
+  } finally {
+    await closeAll([a, b]);
+    await server.close();
+  }
+});

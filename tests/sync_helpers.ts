@@ -27,6 +27,7 @@ export async function startServer(
     adapter: libsqlAdapter(createClient({ url: options.url ?? ":memory:", timeout: 10_000 })),
     schema,
     now: options.now,
+    journalMode: options.url?.startsWith("file:") ? "wal" : undefined,
   });
   const server = await serve(createSyncServer({ ...options, database }).fetch);
   return {
