@@ -623,9 +623,11 @@ try {
   const started = performance.now();
   // The memory benchmark first: on Linux a child's maxRSS starts at its
   // parent's RSS at fork time, so this process must still be small.
-  const memory = await benchInitialPull();
-  const loadRows = await benchServerLoad();
-  const e2e = await benchEndToEnd();
+  // SYNC_BENCH_ONLY=e2e|memory|load runs one part (while working on it).
+  const only = process.env.SYNC_BENCH_ONLY;
+  const memory = only === undefined || only === "memory" ? [await benchInitialPull()] : [];
+  const loadRows = only === undefined || only === "load" ? await benchServerLoad() : [];
+  const e2e = only === undefined || only === "e2e" ? await benchEndToEnd() : [];
   progress(`done in ${formatNumber((performance.now() - started) / 1000, 1)} s`);
 
   console.log(`### Sync benchmarks — ${runtime.label}`);
@@ -641,7 +643,7 @@ try {
   console.log();
   console.log(markdownTable(
     ["Benchmark", "Ours", "Raw libSQL", "Ratio (ours/raw)", "Target", "Met"],
-    [...e2e, memory, ...loadRows],
+    [...e2e, ...memory, ...loadRows],
   ));
 } finally {
   dir.cleanup();

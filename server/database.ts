@@ -25,14 +25,8 @@ import { groupByColumns, type NormalizedRow, normalizeRow, upsertStatement } fro
 import { migrate } from "../src/migrate.ts";
 import type { PullRow, PullTableChanges, PushChange, PushResult } from "../src/protocol.ts";
 import { COLUMN_VERSIONS, type Schema, type TableDef } from "../src/schema.ts";
-import {
-  decodeValue,
-  describeTables,
-  quoteId,
-  SEQUENCE_COLUMN,
-  type TableInfo,
-} from "../src/table_info.ts";
-import { dataFromWire, dataToWire } from "../src/wire.ts";
+import { describeTables, quoteId, SEQUENCE_COLUMN, type TableInfo } from "../src/table_info.ts";
+import { dataFromWire, fromHex, toBase64 } from "../src/wire.ts";
 
 /** Who is asking: the result of `authorize`. Its `id` is matched against scope columns. */
 export interface Principal {
@@ -72,6 +66,12 @@ export interface ServerDatabase {
     limit: number,
     options?: PullOptions,
   ): Promise<Record<string, PullTableChanges>>;
+  /** The same pages as {@linkcode ServerDatabase.pull}, as the JSON text of the response's `changes`. */
+  pullJson(
+    cursors: Readonly<Record<string, string | null>>,
+    limit: number,
+    options?: PullOptions,
+  ): Promise<string>;
   /** Closes the adapter. */
   close(): Promise<void>;
 }
@@ -195,15 +195,15 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     return results;
   }
 
-  async function pull(
+  async function pullJson(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
     options: PullOptions = {},
-  ): Promise<Record<string, PullTableChanges>> {
+  ): Promise<string> {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
     }
-    const pages: Record<string, PullTableChanges> = {};
+    const parts: string[] = [];
     for (const [table, cursor] of Object.entries(cursors)) {
       const info = tables.get(table);
       if (info === undefined || !info.synced) {
@@ -211,17 +211,29 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
           details: { table },
         });
       }
-      pages[table] = await pullTable(info, cursor, limit, options);
+      const page = await pullTable(info, cursor, limit, options);
+      parts.push(
+        `${JSON.stringify(table)}:{"rows":${page.rowsJson},"cursor":${
+          JSON.stringify(page.cursor)
+        },"hasMore":${page.hasMore}}`,
+      );
     }
-    return pages;
+    return `{${parts.join(",")}}`;
   }
+
+  const pull = async (
+    cursors: Readonly<Record<string, string | null>>,
+    limit: number,
+    options: PullOptions = {},
+  ): Promise<Record<string, PullTableChanges>> =>
+    JSON.parse(await pullJson(cursors, limit, options));
 
   async function pullTable(
     info: TableInfo,
     cursor: string | null,
     limit: number,
     { principal, nodeId }: PullOptions,
-  ): Promise<PullTableChanges> {
+  ): Promise<PageJson> {
     if (cursor !== null && !/^\d{1,15}$/.test(cursor)) {
       throw new SyncError(
         "invalid_change",
@@ -231,46 +243,65 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
         },
       );
     }
-    const args: SqlValue[] = [cursor === null ? 0 : Number(cursor)];
     let scope = "";
+    const scopeArgs: SqlValue[] = [];
     if (info.def.scope !== undefined && principal !== undefined) {
       scope = ` AND ${quoteId(info.def.scope)} = ?`;
-      args.push(principal.id);
+      scopeArgs.push(principal.id);
     }
-    args.push(limit + 1);
-    const extra = info.perColumn ? `, ${quoteId(COLUMN_VERSIONS)}` : "";
-    const { rows } = await adapter.execute({
-      sql: `SELECT ${info.selectList}${extra}, ${SEQUENCE_COLUMN} FROM ${info.quoted} ` +
-        `WHERE ${SEQUENCE_COLUMN} > ?${scope} ORDER BY ${SEQUENCE_COLUMN} LIMIT ?`,
-      args,
+    // The newest committed sequence first: sequences are assigned under the
+    // write lock, so everything up to it is committed, and the page can stop
+    // there even if rows it skips (the asker's own) come last.
+    const { rows: [top] } = await adapter.execute({
+      sql: `SELECT max(${SEQUENCE_COLUMN}) AS top FROM ${info.quoted} WHERE 1 = 1${scope}`,
+      args: scopeArgs,
     });
-    const hasMore = rows.length > limit;
-    const page = hasMore ? rows.slice(0, limit) : rows;
-    const last = page.at(-1);
-    const own = cursor === null || nodeId === undefined ? undefined : `:${nodeId}`;
-    const sent: PullRow[] = [];
-    for (const row of page) {
-      if (own === undefined || !writtenBy(info, row, own)) sent.push(toPullRow(info, row));
+    const newest = top?.top === null || top?.top === undefined ? undefined : Number(top.top);
+    const after = cursor === null ? 0 : Number(cursor);
+    if (newest === undefined || newest <= after) {
+      return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: false };
     }
+
+    let own = "";
+    const ownArgs: SqlValue[] = [];
+    if (cursor !== null && nodeId !== undefined) {
+      // Leave out rows whose whole current state the asker wrote (it holds
+      // them): the node id starts at character 31 of a version.
+      own = info.perColumn
+        ? ` AND (substr(system_version, 31) <> ? OR EXISTS (SELECT 1 FROM json_each(` +
+          `${quoteId(COLUMN_VERSIONS)}) WHERE substr(value, 31) <> ?))`
+        : ` AND substr(system_version, 31) <> ?`;
+      ownArgs.push(...(info.perColumn ? [nodeId, nodeId] : [nodeId]));
+    }
+    // SQLite writes the page as JSON text in one value: no per-row work in
+    // JavaScript, and the text goes into the response as it is. The inner
+    // query walks the sequence index and stops after `limit` rows.
+    const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}${own}`;
+    const { rows: [page] } = await adapter.execute({
+      sql: `SELECT json_group_array(json(${pullRowJsonSql(info)}) ORDER BY ${SEQUENCE_COLUMN}) ` +
+        `AS rows, count(*) AS total, max(${SEQUENCE_COLUMN}) AS last FROM (` +
+        `SELECT * FROM ${info.quoted} WHERE ${where} ORDER BY ${SEQUENCE_COLUMN} LIMIT ?)`,
+      args: [after, newest, ...scopeArgs, ...ownArgs, limit],
+    });
+    const last = Number(page?.last ?? newest);
+    let hasMore = false;
+    if (Number(page?.total ?? 0) === limit && last < newest) {
+      const { rows: [more] } = await adapter.execute({
+        sql: `SELECT EXISTS (SELECT 1 FROM ${info.quoted} WHERE ${where}) AS more`,
+        args: [last, newest, ...scopeArgs, ...ownArgs],
+      });
+      hasMore = Number(more?.more) === 1;
+    }
+    let rowsJson = String(page?.rows ?? "[]");
+    if (hasBlobs(info)) rowsJson = JSON.stringify(hexBlobsToBase64(info, JSON.parse(rowsJson)));
     return {
-      rows: sent,
-      // An empty first page still answers with a cursor: the replica has now
-      // seen the table from its beginning.
-      cursor: last === undefined ? cursor ?? "0" : String(last[SEQUENCE_COLUMN]),
+      rowsJson,
+      cursor: hasMore ? String(last) : String(newest),
       hasMore,
     };
   }
 
-  return { schema, now, push, pull, close: () => adapter.close() };
-}
-
-// True when every part of the row's current state carries versions issued by
-// the node (`suffix` is ":<nodeId>"): for column tables, every column version.
-function writtenBy(info: TableInfo, row: Record<string, SqlValue>, suffix: string): boolean {
-  if (!String(row.system_version).endsWith(suffix)) return false;
-  if (!info.perColumn) return true;
-  const versions = JSON.parse(String(row[COLUMN_VERSIONS])) as Record<string, string>;
-  return Object.values(versions).every((version) => version.endsWith(suffix));
+  return { schema, now, push, pull, pullJson, close: () => adapter.close() };
 }
 
 // A scoped row must carry the principal's id in its scope column.
@@ -327,7 +358,9 @@ async function withoutOthersRows(
 }
 
 // Runs one UPSERT; when the database refuses it (a constraint), retries the
-// rows one by one so that only the offending rows are rejected.
+// rows one by one so that only the offending rows are rejected. A row was
+// applied when it now holds the sequence number it was given: the numbers
+// are new, so only rows this statement wrote can hold them.
 async function upsertChunk(
   tx: SqlExecutor,
   info: TableInfo,
@@ -336,21 +369,29 @@ async function upsertChunk(
   numbers: readonly number[],
   results: PushResult[],
 ): Promise<Set<string>> {
-  const applied = new Set<string>();
   try {
-    const { rows } = await tx.execute(
+    const { rowsAffected } = await tx.execute(
       upsertStatement(info, columns, chunk.map((a) => a.row), numbers),
     );
-    for (const row of rows) applied.add(String(row.system_id));
-    return applied;
+    if (rowsAffected === 0) return new Set();
+    if (rowsAffected === chunk.length) return new Set(chunk.map((a) => a.row.id));
+    const { rows: [found] } = await tx.execute({
+      sql: `SELECT json_group_array(system_id) AS ids FROM ${info.quoted} ` +
+        `WHERE ${SEQUENCE_COLUMN} BETWEEN ? AND ?`,
+      args: [numbers[0]!, numbers.at(-1)!],
+    });
+    return new Set(JSON.parse(String(found?.ids ?? "[]")) as string[]);
   } catch (error) {
     if (!(error instanceof SyncError) || error.code !== "constraint") throw error;
   }
+  const applied = new Set<string>();
   for (let i = 0; i < chunk.length; i++) {
     const { index, row } = chunk[i]!;
     try {
-      const { rows } = await tx.execute(upsertStatement(info, columns, [row], [numbers[i]!]));
-      if (rows.length > 0) applied.add(row.id);
+      const { rowsAffected } = await tx.execute(
+        upsertStatement(info, columns, [row], [numbers[i]!]),
+      );
+      if (rowsAffected > 0) applied.add(row.id);
     } catch (error) {
       if (!(error instanceof SyncError) || error.code !== "constraint") throw error;
       results[index] = {
@@ -365,18 +406,57 @@ async function upsertChunk(
   return applied;
 }
 
-function toPullRow(info: TableInfo, row: Record<string, SqlValue>): PullRow {
-  const data: Record<string, unknown> = {};
-  for (const column of info.columns) {
-    data[column.name] = decodeValue(column.kind, row[column.name]!);
+interface PageJson {
+  readonly rowsJson: string;
+  readonly cursor: string;
+  readonly hasMore: boolean;
+}
+
+const rowJsonCache = new WeakMap<TableInfo, string>();
+
+// The SQL expression of one pulled row as a JSON object (`PullRow`). Blobs
+// come out as hex, which `hexBlobsToBase64` turns into the wire's base64.
+function pullRowJsonSql(info: TableInfo): string {
+  const cached = rowJsonCache.get(info);
+  if (cached !== undefined) return cached;
+  const bool = (sql: string) =>
+    `CASE WHEN ${sql} IS NULL THEN NULL WHEN ${sql} THEN json('true') ELSE json('false') END`;
+  const data = info.columns.map((column) => {
+    const c = column.quoted;
+    const value = column.kind === "boolean"
+      ? bool(c)
+      : column.kind === "json"
+      ? `json(${c})`
+      : column.kind === "blob"
+      ? `hex(${c})`
+      : c;
+    return `'${column.name}', ${value}`;
+  });
+  const fields = [
+    `'id', system_id`,
+    `'version', system_version`,
+    `'createdAt', system_created_at`,
+    `'deleted', ${bool("is_deleted")}`,
+    `'data', json_object(${data.join(", ")})`,
+  ];
+  if (info.perColumn) fields.push(`'columnVersions', json(${quoteId(COLUMN_VERSIONS)})`);
+  const sql = `json_object(${fields.join(", ")})`;
+  rowJsonCache.set(info, sql);
+  return sql;
+}
+
+function hasBlobs(info: TableInfo): boolean {
+  return info.columns.some((column) => column.kind === "blob");
+}
+
+function hexBlobsToBase64(info: TableInfo, rows: PullRow[]): PullRow[] {
+  const blobs = info.columns.filter((column) => column.kind === "blob");
+  for (const row of rows) {
+    for (const column of blobs) {
+      const hex = row.data[column.name];
+      if (typeof hex !== "string") continue;
+      row.data[column.name] = toBase64(fromHex(hex));
+    }
   }
-  const pulled: PullRow = {
-    id: String(row.system_id),
-    version: String(row.system_version),
-    createdAt: String(row.system_created_at),
-    deleted: Number(row.is_deleted) === 1,
-    data: dataToWire(info, data),
-  };
-  if (!info.perColumn) return pulled;
-  return { ...pulled, columnVersions: JSON.parse(String(row[COLUMN_VERSIONS])) };
+  return rows;
 }

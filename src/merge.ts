@@ -357,8 +357,8 @@ export function groupByColumns(
 
 /**
  * The UPSERT of `rows`, all carrying `columns`, as one statement. With
- * `sequence` (the server), each row also gets its change sequence number and
- * the statement returns the ids of the rows it applied.
+ * `sequence` (the server), each row also gets its change sequence number, so
+ * the rows it applied are the ones holding those numbers afterwards.
  */
 export function upsertStatement(
   info: TableInfo,
@@ -425,7 +425,6 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[], sequenced: b
     if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
     sql = head + `${sets.join(", ")} WHERE ${tracked.map(newer).join(" OR ")}`;
   }
-  if (sequenced) sql += ` RETURNING system_id`;
   cache.set(key, sql);
   return sql;
 }

@@ -22,6 +22,7 @@
 import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
 import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { fromHex } from "./wire.ts";
 
 /** A change waiting in the outbox: the push change shape of the wire protocol. */
 export interface DirtyRow {
@@ -132,70 +133,87 @@ export async function readDirtyRows(
   tables: ReadonlyMap<string, TableInfo>,
   limit: number,
 ): Promise<DirtyRow[]> {
-  const { rows: entries } = await executor.execute({
-    sql: `SELECT table_name, row_id FROM _dirty_rows ORDER BY version, table_name, row_id LIMIT ?`,
+  // Both reads return one JSON value each: reading a result row costs more
+  // than building it in SQLite and parsing it in one go.
+  const { rows: [head] } = await executor.execute({
+    sql: `SELECT json_group_array(json_array(table_name, row_id) ORDER BY version, table_name, ` +
+      `row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows ` +
+      `ORDER BY version, table_name, row_id LIMIT ?)`,
     args: [limit],
   });
+  const entries = JSON.parse(String(head?.entries ?? "[]")) as [string, string][];
   const idsByTable = new Map<string, string[]>();
-  for (const entry of entries) {
-    const table = String(entry.table_name);
-    const ids = idsByTable.get(table) ?? [];
-    ids.push(String(entry.row_id));
-    idsByTable.set(table, ids);
+  for (const [table, id] of entries) {
+    const ids = idsByTable.get(table);
+    if (ids === undefined) idsByTable.set(table, [id]);
+    else ids.push(id);
   }
 
   const found = new Map<string, DirtyRow>();
   const orphans: SqlStatement[] = [];
+  const forget = (table: string, ids: readonly string[]) =>
+    orphans.push({
+      sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN ` +
+        `(SELECT value FROM json_each(?))`,
+      args: [table, JSON.stringify(ids)],
+    });
   for (const [table, ids] of idsByTable) {
     const info = tables.get(table);
     if (info === undefined || !info.synced) {
-      orphans.push({
-        sql:
-          `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`,
-        args: [table, JSON.stringify(ids)],
-      });
+      forget(table, ids);
       continue;
     }
-    const extra = info.perColumn ? `, ${quoteId(COLUMN_VERSIONS)}` : "";
-    const { rows } = await executor.execute({
-      sql: `SELECT ${info.selectList}${extra} FROM ${info.quoted} ` +
+    const { rows: [page] } = await executor.execute({
+      sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
         `WHERE system_id IN (SELECT value FROM json_each(?))`,
       args: [JSON.stringify(ids)],
     });
-    for (const row of rows) found.set(`${table}\u0000${row.system_id}`, toDirtyRow(info, row));
-    const missing = ids.filter((id) => !found.has(`${table}\u0000${id}`));
-    if (missing.length > 0) {
-      orphans.push({
-        sql:
-          `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`,
-        args: [table, JSON.stringify(missing)],
-      });
+    for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
+      const dirty = toDirtyRow(info, values);
+      found.set(`${table}\u0000${dirty.id}`, dirty);
     }
+    const missing = ids.filter((id) => !found.has(`${table}\u0000${id}`));
+    if (missing.length > 0) forget(table, missing);
   }
   if (orphans.length > 0) await executor.batch(orphans);
 
   const result: DirtyRow[] = [];
-  for (const entry of entries) {
-    const row = found.get(`${entry.table_name}\u0000${entry.row_id}`);
+  for (const [table, id] of entries) {
+    const row = found.get(`${table}\u0000${id}`);
     if (row !== undefined) result.push(row);
   }
   return result;
 }
 
-function toDirtyRow(info: TableInfo, row: Record<string, SqlValue>): DirtyRow {
+// One outbox row as a JSON array: the declared columns (blobs as hex), then
+// system_id, system_version, is_deleted and, for column tables, the versions.
+function dirtyRowJsonSql(info: TableInfo): string {
+  const values = info.columns.map((c) => c.kind === "blob" ? `hex(${c.quoted})` : c.quoted);
+  values.push("system_id", "system_version", "is_deleted");
+  if (info.perColumn) values.push(quoteId(COLUMN_VERSIONS));
+  return `json_array(${values.join(", ")})`;
+}
+
+function toDirtyRow(info: TableInfo, values: readonly unknown[]): DirtyRow {
   const data: Record<string, unknown> = {};
-  for (const column of info.columns) {
-    data[column.name] = decodeValue(column.kind, row[column.name]!);
+  const { columns } = info;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
+    const value = values[i] as SqlValue;
+    data[column.name] = column.kind === "blob" && typeof value === "string"
+      ? fromHex(value)
+      : decodeValue(column.kind, value);
   }
+  const at = columns.length;
   const dirty: DirtyRow = {
     table: info.name,
-    id: String(row.system_id),
-    version: String(row.system_version),
-    deleted: Number(row.is_deleted) === 1,
+    id: String(values[at]),
+    version: String(values[at + 1]),
+    deleted: Number(values[at + 2]) === 1,
     data,
   };
   if (!info.perColumn) return dirty;
-  return { ...dirty, columnVersions: JSON.parse(String(row[COLUMN_VERSIONS])) };
+  return { ...dirty, columnVersions: JSON.parse(String(values[at + 3])) };
 }
 
 /** A change the server refused, kept with the reason (`_sync_rejected`). */

@@ -26,6 +26,13 @@ export function fromBase64(text: string): Uint8Array {
   return bytes;
 }
 
+/** Decodes SQLite's `hex()` text to bytes. */
+export function fromHex(hex: string): Uint8Array {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}
+
 /** A row's data as it goes on the wire: blobs become base64. */
 export function dataToWire(
   info: TableInfo,
