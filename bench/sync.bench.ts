@@ -410,7 +410,7 @@ interface E2eSample {
   readonly pullMs: number;
   /** Of which in B's `applyServerChanges`. */
   readonly applyMs: number;
-  /** Of which in the server's `database.pull`. */
+  /** Of which in the server's `database.pullJson`. */
   readonly serverPullMs: number;
   readonly pullPages: number;
 }
@@ -453,7 +453,7 @@ async function e2eOnce(
     schema,
     journalMode: "wal", // as server/main.ts does for file: databases
   });
-  const served = timeMethods(database, ["push", "pull"]);
+  const served = timeMethods(database, ["push", "pullJson"]);
   const server = await serve(createSyncServer({ database: served.proxy }).fetch, {
     hostname: "127.0.0.1",
   });
@@ -469,11 +469,11 @@ async function e2eOnce(
     const serverPushMs = served.times.push.ms;
 
     const receiver = timedManager(b, server.url);
-    const serverPullBefore = served.times.pull.ms;
+    const serverPullBefore = served.times.pullJson.ms;
     start = performance.now();
     await receiver.manager.syncNow();
     const pullMs = performance.now() - start;
-    const serverPullMs = served.times.pull.ms - serverPullBefore;
+    const serverPullMs = served.times.pullJson.ms - serverPullBefore;
 
     // Correctness: B holds every row as A wrote it, A's outbox is empty, nothing was refused.
     const [sumA] = await a.query(CHECKSUM);
