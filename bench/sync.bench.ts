@@ -626,8 +626,10 @@ try {
   // SYNC_BENCH_ONLY=e2e|memory|load runs one part (while working on it).
   const only = process.env.SYNC_BENCH_ONLY;
   const memory = only === undefined || only === "memory" ? [await benchInitialPull()] : [];
-  const loadRows = only === undefined || only === "load" ? await benchServerLoad() : [];
+  // End to end before the load test, whose autocannon garbage would otherwise
+  // still weigh on this process's heap.
   const e2e = only === undefined || only === "e2e" ? await benchEndToEnd() : [];
+  const loadRows = only === undefined || only === "load" ? await benchServerLoad() : [];
   progress(`done in ${formatNumber((performance.now() - started) / 1000, 1)} s`);
 
   console.log(`### Sync benchmarks — ${runtime.label}`);
