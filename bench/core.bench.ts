@@ -40,12 +40,16 @@ import {
   type TasksDatabase,
 } from "./fixtures.ts";
 import {
+  formatMb,
+  formatMs,
   formatNumber,
+  formatRate,
   markdownTable,
   measurePair,
   type PairResult,
   progress,
   removeDatabaseFiles,
+  type ResultRow,
   runtimeCommand,
   runtimeInfo,
   tempDir,
@@ -108,18 +112,10 @@ function rawTrial(
   };
 }
 
-const ms = (value: number) => `${formatNumber(value, 1)} ms`;
-const perSecond = (count: number, millis: number) => formatNumber(count / (millis / 1000));
-const mb = (value: number) => `${formatNumber(value, 1)} MB`;
-
-type Row = readonly [
-  name: string,
-  ours: string,
-  raw: string,
-  ratio: string,
-  target: string,
-  met: string,
-];
+const ms = formatMs;
+const perSecond = formatRate;
+const mb = formatMb;
+type Row = ResultRow;
 
 function timedRow(name: string, result: PairResult, target: number): Row {
   const ratio = result.ours / result.raw;

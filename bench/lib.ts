@@ -215,3 +215,21 @@ export function timeMethods<T extends object, K extends keyof T & string>(
   });
   return { proxy, times };
 }
+
+/** Milliseconds, formatted for a table cell. */
+export const formatMs = (value: number): string => `${formatNumber(value, 1)} ms`;
+/** A rate per second of `count` things done in `millis` ms. */
+export const formatRate = (count: number, millis: number): string =>
+  formatNumber(count / (millis / 1000));
+/** Megabytes, formatted for a table cell. */
+export const formatMb = (value: number): string => `${formatNumber(value, 1)} MB`;
+
+/** One row of a results table: benchmark, ours, raw, ratio, target, met. */
+export type ResultRow = readonly [
+  name: string,
+  ours: string,
+  raw: string,
+  ratio: string,
+  target: string,
+  met: string,
+];

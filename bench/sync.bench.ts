@@ -55,11 +55,15 @@ import {
   type TasksDatabase,
 } from "./fixtures.ts";
 import {
+  formatMb,
+  formatMs,
   formatNumber,
+  formatRate,
   markdownTable,
   median,
   progress,
   removeDatabaseFiles,
+  type ResultRow,
   runtimeCommand,
   runtimeInfo,
   tempDir,
@@ -91,18 +95,10 @@ const runtime = runtimeInfo();
 const dir = tempDir("declarative-sync-sync-bench-");
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
-const ms = (value: number) => `${formatNumber(value, 1)} ms`;
-const rate = (count: number, millis: number) => formatNumber(count / (millis / 1000));
-const mb = (value: number) => `${formatNumber(value, 1)} MB`;
-
-type Row = readonly [
-  name: string,
-  ours: string,
-  raw: string,
-  ratio: string,
-  target: string,
-  met: string,
-];
+const ms = formatMs;
+const rate = formatRate;
+const mb = formatMb;
+type Row = ResultRow;
 
 // ---------------------------------------------------------------------------
 // Child processes
