@@ -305,48 +305,56 @@ async function applyInOrder(
 
 const orders = fc.array(fc.nat({ max: 1_000 }), { minLength: 1, maxLength: 60 });
 
-test("row LWW: any order, any repetition, two replicas converge on the oracle (property)", async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      taskChanges,
-      orders,
-      orders,
-      fc.integer({ min: 1, max: 4 }),
-      async (changes, orderA, orderB, cuts) => {
-        fc.pre(changes.length > 0);
-        // every change is applied at least once on each replica
-        const all = changes.map((_, i) => i);
-        const a = await openReplica("a");
-        const b = await openReplica("b");
-        await applyInOrder(a, "tasks", changes, [...orderA, ...all], cuts);
-        await applyInOrder(b, "tasks", changes, [...all.reverse(), ...orderB], 1);
-
-        const oracle = new Map<string, TaskChange>();
-        for (const change of changes) {
-          const current = oracle.get(change.id);
-          if (current === undefined || change.version > current.version) {
-            oracle.set(
-              change.id,
-              change,
-            );
-          }
-        }
-        const expected = [...oracle.values()].sort((x, y) => (x.id < y.id ? -1 : 1)).map((c) => ({
-          ...c.data,
-          system_id: c.id,
-          system_version: c.version,
-          is_deleted: c.deleted ? 1 : 0,
-        }));
-        const strip = (rows: Record<string, unknown>[]) =>
-          rows.map(({ system_created_at: _, ...rest }) => rest);
-        assert.deepEqual(strip(await a.all("tasks", { includeDeleted: true })), expected);
-        assert.deepEqual(strip(await b.all("tasks", { includeDeleted: true })), expected);
-        await a.close();
-        await b.close();
-      },
-    ),
-    { numRuns: 60 },
+/**
+ * The convergence property for `table`: two replicas apply every change at
+ * least once, in different orders, repetitions and call splits, and both end
+ * equal to `oracle(changes)` (rows sorted by id, `system_created_at` aside).
+ */
+function converges<C extends { id: string }>(
+  table: "tasks" | "notes",
+  changes: fc.Arbitrary<C[]>,
+  oracle: (changes: readonly C[]) => Record<string, unknown>[],
+) {
+  return fc.asyncProperty(
+    changes,
+    orders,
+    orders,
+    fc.integer({ min: 1, max: 4 }),
+    async (changes, orderA, orderB, cuts) => {
+      fc.pre(changes.length > 0);
+      const all = changes.map((_, i) => i);
+      const a = await openReplica("a");
+      const b = await openReplica("b");
+      await applyInOrder(a, table, changes, [...orderA, ...all], cuts);
+      await applyInOrder(b, table, changes, [...all.reverse(), ...orderB], 1);
+      const expected = oracle(changes);
+      const strip = (rows: Record<string, unknown>[]) =>
+        rows.map(({ system_created_at: _, ...rest }) => rest);
+      assert.deepEqual(strip(await a.all(table, { includeDeleted: true })), expected);
+      assert.deepEqual(strip(await b.all(table, { includeDeleted: true })), expected);
+      await a.close();
+      await b.close();
+    },
   );
+}
+
+const byId = <T>(entries: [string, T][]) => entries.sort(([x], [y]) => (x < y ? -1 : 1));
+
+test("row LWW: any order, any repetition, two replicas converge on the oracle (property)", async () => {
+  const oracle = (changes: readonly TaskChange[]) => {
+    const newest = new Map<string, TaskChange>();
+    for (const change of changes) {
+      const current = newest.get(change.id);
+      if (current === undefined || change.version > current.version) newest.set(change.id, change);
+    }
+    return byId([...newest]).map(([id, c]) => ({
+      ...c.data,
+      system_id: id,
+      system_version: c.version,
+      is_deleted: c.deleted ? 1 : 0,
+    }));
+  };
+  await fc.assert(converges("tasks", taskChanges, oracle), { numRuns: 60 });
 });
 
 interface NoteChange {
@@ -378,63 +386,36 @@ const noteChanges = fc.uniqueArray(
 );
 
 test("column LWW: any order, any repetition, two replicas converge on the per-column oracle (property)", async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      noteChanges,
-      orders,
-      orders,
-      fc.integer({ min: 1, max: 4 }),
-      async (changes, orderA, orderB, cuts) => {
-        fc.pre(changes.length > 0);
-        const all = changes.map((_, i) => i);
-        const a = await openReplica("a");
-        const b = await openReplica("b");
-        await applyInOrder(a, "notes", changes, [...orderA, ...all], cuts);
-        await applyInOrder(b, "notes", changes, [...all.reverse(), ...orderB], 1);
-
-        type Cell = { value: unknown; version: string };
-        const oracle = new Map<string, Record<string, Cell>>();
-        for (const change of changes) {
-          const cells = oracle.get(change.id) ??
-            {
-              body: { value: "", version: "" },
-              pinned: { value: false, version: "" },
-              color: { value: null, version: "" },
-            };
-          for (
-            const [name, value] of Object.entries({
-              ...change.data,
-              is_deleted: change.deleted ? 1 : 0,
-            })
-          ) {
-            const cell = cells[name];
-            if (cell === undefined || change.version > cell.version) {
-              cells[name] = {
-                value,
-                version: change.version,
-              };
-            }
-          }
-          oracle.set(change.id, cells);
+  type Cell = { value: unknown; version: string };
+  const oracle = (changes: readonly NoteChange[]) => {
+    const rows = new Map<string, Record<string, Cell>>();
+    for (const change of changes) {
+      const cells = rows.get(change.id) ?? {
+        body: { value: "", version: "" },
+        pinned: { value: false, version: "" },
+        color: { value: null, version: "" },
+      };
+      for (
+        const [name, value] of Object.entries({
+          ...change.data,
+          is_deleted: change.deleted ? 1 : 0,
+        })
+      ) {
+        const cell = cells[name];
+        if (cell === undefined || change.version > cell.version) {
+          cells[name] = { value, version: change.version };
         }
-        const expected = [...oracle.entries()].sort(([x], [y]) => (x < y ? -1 : 1)).map((
-          [id, cells],
-        ) => ({
-          body: cells.body!.value,
-          pinned: cells.pinned!.value,
-          color: cells.color!.value,
-          system_id: id,
-          system_version: Object.values(cells).map((c) => c.version).sort().at(-1),
-          is_deleted: cells.is_deleted!.value,
-        }));
-        const strip = (rows: Record<string, unknown>[]) =>
-          rows.map(({ system_created_at: _, ...rest }) => rest);
-        assert.deepEqual(strip(await a.all("notes", { includeDeleted: true })), expected);
-        assert.deepEqual(strip(await b.all("notes", { includeDeleted: true })), expected);
-        await a.close();
-        await b.close();
-      },
-    ),
-    { numRuns: 60 },
-  );
+      }
+      rows.set(change.id, cells);
+    }
+    return byId([...rows]).map(([id, cells]) => ({
+      body: cells.body!.value,
+      pinned: cells.pinned!.value,
+      color: cells.color!.value,
+      system_id: id,
+      system_version: Object.values(cells).map((c) => c.version).sort().at(-1),
+      is_deleted: cells.is_deleted!.value,
+    }));
+  };
+  await fc.assert(converges("notes", noteChanges, oracle), { numRuns: 60 });
 });
