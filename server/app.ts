@@ -58,6 +58,11 @@ export interface SyncServerOptions {
    * served and scopes are not enforced.
    */
   authorize?: (c: Context) => Principal | null | undefined | Promise<Principal | null | undefined>;
+  /**
+   * How far (ms) a change's version may be ahead of server time before it is
+   * rejected with `clock_drift`. Default: the database's (60 s).
+   */
+  maxDrift?: number;
   /** Endpoint limits. */
   limits?: SyncServerLimits;
 }
@@ -172,7 +177,10 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
 
   app.post("/push", ...guards, vValidator("json", schemas.pushRequest, invalid), async (c) => {
     const request = c.req.valid("json");
-    const results = await database.push(request.changes, c.get("principal"));
+    const results = await database.push(request.changes, {
+      principal: c.get("principal"),
+      maxDrift: options.maxDrift,
+    });
     return c.json({ results, serverTime: database.now() });
   });
 

@@ -59,7 +59,7 @@ export interface ServerDatabase {
   /** The server's wall clock. */
   readonly now: () => number;
   /** Applies pushed changes in one transaction; one verdict per change, in order. */
-  push(changes: readonly PushChange[], principal?: Principal): Promise<PushResult[]>;
+  push(changes: readonly PushChange[], options?: PushOptions): Promise<PushResult[]>;
   /** One page per requested table: rows changed after each cursor, at most `limit` each. */
   pull(
     cursors: Readonly<Record<string, string | null>>,
@@ -74,6 +74,14 @@ export interface ServerDatabase {
   ): Promise<string>;
   /** Closes the adapter. */
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode ServerDatabase.push}. */
+export interface PushOptions {
+  /** Who is pushing: scoped tables accept only this principal's rows. */
+  readonly principal?: Principal;
+  /** Overrides the database's `maxDrift` for this push (ms). */
+  readonly maxDrift?: number;
 }
 
 /** Options of {@linkcode ServerDatabase.pull}. */
@@ -112,7 +120,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
 ): Promise<ServerDatabase> {
   const { adapter, schema } = options;
   const now = options.now ?? Date.now;
-  const maxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
+  const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
   if (options.journalMode === "wal") await adapter.execute({ sql: "PRAGMA journal_mode = WAL" });
   await migrate(adapter, schema, tables, "server");
@@ -127,7 +135,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
 
   async function push(
     changes: readonly PushChange[],
-    principal?: Principal,
+    { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
   ): Promise<PushResult[]> {
     const results = new Array<PushResult>(changes.length);
     const serverTime = now();

@@ -23,6 +23,8 @@ export { createSyncServer, type SyncServerLimits, type SyncServerOptions } from 
 export {
   openServerDatabase,
   type Principal,
+  type PullOptions,
+  type PushOptions,
   type ServerDatabase,
   type ServerDatabaseOptions,
 } from "./database.ts";

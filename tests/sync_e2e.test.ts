@@ -250,6 +250,7 @@ test("verdicts and refusals: stale, drift, 409, 400, 413, 415 — and none of th
   const now = Date.now();
   const server = await startServer(schema, {
     limits: { maxBodyBytes: 64 * 1024, maxChangesPerPush: 10 },
+    maxDrift: 5 * 60_000,
   });
   const push = (changes: unknown[], extra: Record<string, unknown> = {}) =>
     post(`${server.url}/push`, {
@@ -283,6 +284,12 @@ test("verdicts and refusals: stale, drift, 409, 400, 413, 415 — and none of th
       "stale",
     ]);
 
+    const ahead = await push([change("b", 2 * 60_000)]);
+    assert.deepEqual(
+      (ahead.json.results as { status: string }[]).map((r) => r.status),
+      ["applied"],
+      "within the server's maxDrift of 5 minutes",
+    );
     const drift = await push([change("b", 10 * 60_000)]);
     const [verdict] = drift.json.results as { status: string; code: string; message: string }[];
     assert.equal(verdict?.status, "rejected");
@@ -336,7 +343,10 @@ test("verdicts and refusals: stale, drift, 409, 400, 413, 415 — and none of th
     assert.equal(missing.status, 404);
 
     const pulled = await server.database.pull({ tasks: null }, 100);
-    assert.deepEqual(pulled.tasks!.rows.map((r) => [r.id, r.data.title]), [["a", "kept"]]);
+    assert.deepEqual(pulled.tasks!.rows.map((r) => [r.id, r.data.title]), [["a", "kept"], [
+      "b",
+      "t",
+    ]]);
   } finally {
     await server.close();
   }
