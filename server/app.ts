@@ -135,10 +135,12 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
       } catch {
         return fail(c, 400, "malformed", "The request body is not valid JSON");
       }
-      const head = (typeof body === "object" && body !== null ? body : {}) as Record<
-        string,
-        unknown
-      >;
+      if (
+        typeof body !== "object" || body === null || Array.isArray(body) || !("protocol" in body)
+      ) {
+        return fail(c, 400, "malformed", "The request body must be an object with a protocol");
+      }
+      const head = body as Record<string, unknown>;
       if (head.protocol !== PROTOCOL_VERSION) {
         return fail(
           c,

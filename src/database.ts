@@ -134,6 +134,11 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   /** Runs `fn` in one write transaction: commit on resolve, rollback on throw. */
   transaction<R>(fn: (tx: Transaction<T>) => Promise<R>): Promise<R>;
   /**
+   * Calls `listener` after every committed local write (not after merging
+   * server changes); returns the function that unsubscribes it.
+   */
+  onChange(listener: () => void): () => void;
+  /**
    * Merges a pull response's `changes` (last-write-wins) and stores each table's cursor,
    * in one transaction.
    * @throws {SyncError} for unknown tables/columns, malformed versions or values, or
@@ -144,7 +149,12 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   getDirtyRows(options?: DirtyRowsOptions): Promise<DirtyRow[]>;
   /** How many rows wait in the outbox. */
   countDirtyRows(): Promise<number>;
-  /** Removes sent entries whose version is not newer than the one sent. */
+  /**
+   * Removes sent entries whose version is not newer than the one sent. Pass
+   * the rows of one `getDirtyRows` read (what one push sent): entries are
+   * compared with the newest version acknowledged for their table, which a
+   * write made after that read always exceeds.
+   */
   acknowledgeDirtyRows(rows: readonly DirtyRowAck[]): Promise<void>;
   /** Moves changes the server refused from the outbox to `_sync_rejected`, with the reason. */
   rejectDirtyRows(rejections: readonly Rejection[]): Promise<void>;
@@ -200,14 +210,29 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     }
     return info;
   };
-  const ops = operations<T>(adapter, tableInfo, hlc);
+  const listeners = new Set<() => void>();
+  const changed = () => {
+    for (const listener of listeners) listener();
+  };
+  const ops = operations<T>(adapter, tableInfo, hlc, changed);
 
   return {
     ...ops,
     schema,
     hlc,
     nodeId,
-    transaction: (fn) => adapter.transaction((tx) => fn(operations(tx, tableInfo, hlc))),
+    async transaction(fn) {
+      let wrote = false;
+      const result = await adapter.transaction((tx) =>
+        fn(operations(tx, tableInfo, hlc, () => (wrote = true)))
+      );
+      if (wrote) changed();
+      return result;
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async applyServerChanges(changes) {
       const { plans, newest } = planServerChanges(changes, tables);
       if (newest !== undefined) hlc.receive(newest);
@@ -268,10 +293,14 @@ function operations<T extends Record<string, TableDef>>(
   executor: SqlExecutor,
   tableInfo: (name: string) => TableInfo,
   hlc: HlcClock,
+  wrote: () => void,
 ): DatabaseOperations<T> {
   // A write's statements, then the clock, in one batch.
-  const write = (statements: SqlStatement[]) =>
-    executor.batch([...statements, persistClockStatement(hlc)]);
+  const write = async (statements: SqlStatement[]) => {
+    const results = await executor.batch([...statements, persistClockStatement(hlc)]);
+    wrote();
+    return results;
+  };
 
   const ops: Untyped = {
     async insert(table, values) {

@@ -169,11 +169,25 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       const changes: Record<string, { rows: unknown[]; cursor: string | null }> = {};
       let hasMore = false;
       for (const [table, page] of Object.entries(response.changes)) {
+        if (typeof page !== "object" || page === null || !Array.isArray(page.rows)) {
+          throw new SyncError("server_error", `The pull response's page of ${table} has no rows`);
+        }
         const info = tables.get(table);
-        const rows = info === undefined
-          ? page.rows
-          : page.rows.map((row) => ({ ...row, data: dataFromWire(info, row.data) }));
-        changes[table] = { rows: rows as unknown[], cursor: page.cursor };
+        let rows: unknown[] = page.rows as unknown[];
+        if (info !== undefined) {
+          try {
+            rows = page.rows.map((row) => ({ ...row, data: dataFromWire(info, row.data ?? {}) }));
+          } catch (cause) {
+            throw new SyncError(
+              "server_error",
+              `The pull response's page of ${table} is malformed`,
+              {
+                cause,
+              },
+            );
+          }
+        }
+        changes[table] = { rows, cursor: page.cursor };
         hasMore ||= page.hasMore === true;
       }
       await db.applyServerChanges(changes as unknown as ServerChanges);

@@ -8,7 +8,7 @@
  * work synchronously, so nothing is lost by it; it is what makes an interactive
  * transaction safe on a single-connection client (`:memory:`, embedded
  * replicas) and keeps the outbox consistent with the rows it describes. Use one
- * adapter per client and more clients for parallel readers (the sync server does).
+ * adapter per client; a process that needs parallel readers opens more clients.
  *
  * @example
  * ```ts

@@ -82,10 +82,11 @@ export function recordIfChangedStatement(table: string, id: string, version: str
  * one statement per table, whatever the number of rows.
  *
  * Each statement compares with the newest version acknowledged for its table
- * rather than each row's own. That is the same test: every version a sent row
- * carried was known to this replica's clock when the outbox was read, and a
- * write made after that gets a newer version than all of them, so its entry
- * survives either way.
+ * rather than each row's own. For the rows of one outbox read that is the same
+ * test: every version they carried was known to this replica's clock when the
+ * outbox was read, and a write made after that gets a newer version than all
+ * of them, so its entry survives either way. (An exact per-row comparison in
+ * one statement costs 2-5 times more on SQLite: a JSON lookup per row.)
  */
 export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatement[] {
   const byTable = new Map<string, { ids: string[]; newest: string }>();

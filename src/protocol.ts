@@ -251,7 +251,10 @@ export function createProtocolSchemas(
     pullRequest: v.strictObject({
       protocol: v.number(),
       schema: v.string(),
-      cursors: v.record(tableNames, v.nullable(v.pipe(v.string(), v.maxLength(64)))),
+      cursors: v.record(
+        tableNames,
+        v.nullable(v.pipe(v.string(), v.regex(/^\d{1,15}$/, "Expected a cursor from this server"))),
+      ),
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
       nodeId: v.optional(
         v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "Expected a node id")),

@@ -221,6 +221,7 @@ export function table<C extends Columns, const S extends boolean = false>(
 ): TableDef<C, S> {
   const names = Object.keys(columns);
   if (names.length === 0) throw new TypeError("A table needs at least one column");
+  assertDistinctIgnoringCase("column", names);
   const synced = options.withSystemColumns === true;
   for (const name of names) {
     if (!IDENTIFIER.test(name)) {
@@ -291,6 +292,7 @@ export function table<C extends Columns, const S extends boolean = false>(
  * `_` or `sqlite_` (reserved for the library and SQLite).
  */
 export function defineSchema<const T extends Record<string, TableDef>>(tables: T): Schema<T> {
+  assertDistinctIgnoringCase("table", Object.keys(tables));
   for (const name of Object.keys(tables)) {
     if (
       !IDENTIFIER.test(name) || name.startsWith("_") || name.toLowerCase().startsWith("sqlite_")
@@ -303,6 +305,18 @@ export function defineSchema<const T extends Record<string, TableDef>>(tables: T
     }
   }
   return { tables, hash: hashString(canonicalSchema(tables)) };
+}
+
+// SQL identifiers are case-insensitive: `Title` and `title` are one column.
+function assertDistinctIgnoringCase(kind: string, names: readonly string[]): void {
+  const seen = new Map<string, string>();
+  for (const name of names) {
+    const other = seen.get(name.toLowerCase());
+    if (other !== undefined) {
+      throw new TypeError(`The ${kind} names ${other} and ${name} differ only in case`);
+    }
+    seen.set(name.toLowerCase(), name);
+  }
 }
 
 /** The name of an index of a table. */

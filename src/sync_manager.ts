@@ -4,7 +4,8 @@
  * pair of `createHttpSync`).
  *
  * A sync sends first — the outbox in bounded batches, oldest change first —
- * then fetches until no page is left. Only one sync runs at a time; a call
+ * then fetches until no page is left (at most `maxFetchPages` pages a sync;
+ * the next sync goes on from the stored cursors). Only one sync runs at a time; a call
  * during a sync joins it. A failed sync is retried on its own with capped
  * exponential backoff and jitter, whether or not anything is written locally
  * meanwhile; a successful one schedules the next after `syncInterval`.
@@ -110,6 +111,8 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   #timer: ReturnType<typeof setTimeout> | undefined;
   #started = false;
   #failures = 0;
+  #unsubscribe: (() => void) | undefined;
+  #recounting = false;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
   constructor(options: ServerSyncManagerOptions<T>) {
@@ -117,7 +120,15 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     if (typeof options.onFetch !== "function" || typeof options.onSend !== "function") {
       throw new TypeError("ServerSyncManager needs onFetch and onSend functions");
     }
-    for (const name of ["syncInterval", "batchSize", "retryDelay", "maxRetryDelay"] as const) {
+    for (
+      const name of [
+        "syncInterval",
+        "batchSize",
+        "retryDelay",
+        "maxRetryDelay",
+        "maxFetchPages",
+      ] as const
+    ) {
       const value = options[name];
       if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
         throw new RangeError(`${name} must be a positive number, got ${value}`);
@@ -141,12 +152,16 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    // Local writes change the pending count between syncs: keep it current.
+    this.#unsubscribe = this.#db.onChange(() => this.#recount());
     this.#schedule(0);
   }
 
   /** Stops the background syncs and waits for a running one to finish. */
   async stop(): Promise<void> {
     this.#started = false;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#update({ nextSyncAt: undefined });
@@ -226,7 +241,14 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
         const verdict = verdicts === undefined
           ? { status: "applied" }
           : byKey.get(`${change.table}\u0000${change.id}`);
+        // No verdict, or one this version does not know: the change stays queued.
         if (verdict === undefined) continue;
+        if (
+          verdict.status !== "applied" && verdict.status !== "stale" &&
+          verdict.status !== "rejected"
+        ) {
+          continue;
+        }
         if (verdict.status === "rejected") {
           rejections.push({
             change,
@@ -275,6 +297,20 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       this.#db.countRejectedRows(),
     ]);
     return { pending, rejected };
+  }
+
+  // Counts the outbox once for a burst of writes.
+  #recount(): void {
+    if (this.#recounting) return;
+    this.#recounting = true;
+    setTimeout(() => {
+      this.#recounting = false;
+      if (this.#running !== undefined) return; // the sync counts when it ends
+      this.#db.countDirtyRows().then(
+        (pending) => this.#update({ pending }),
+        () => undefined,
+      );
+    }, 0);
   }
 
   #retryDelay(): number {

@@ -185,8 +185,14 @@ export function encodeValue(
       if (typeof value === "string") return value;
       break;
     case "integer":
-      if ((typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint") {
-        return value;
+      // Safe integers only: larger ones would come back rounded from JSON and
+      // from libSQL's number mode, and the wire protocol refuses them.
+      if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+      if (
+        typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
+        value >= BigInt(Number.MIN_SAFE_INTEGER)
+      ) {
+        return Number(value);
       }
       break;
     case "real":
@@ -212,7 +218,7 @@ export function encodeValue(
 
 const EXPECTED: Record<ColumnKind, string> = {
   text: "a string",
-  integer: "an integer",
+  integer: "a safe integer (|n| ≤ 2^53 - 1)",
   real: "a finite number",
   boolean: "a boolean",
   blob: "a Uint8Array",

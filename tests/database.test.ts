@@ -275,3 +275,17 @@ test("a closed database refuses further calls", async () => {
   await db.close();
   await assert.rejects(db.all("tasks"), isCode("closed"));
 });
+
+test("integer columns take safe integers only, so every replica reads back the same value", async () => {
+  const db = await openMemory({ schema });
+  await assert.rejects(db.insert("tasks", { title: "a", done: 2 ** 60 }), isCode("invalid_value"));
+  await assert.rejects(
+    db.insert("tasks", { title: "a", done: 2n ** 60n as never }),
+    isCode("invalid_value"),
+  );
+  const row = await db.insert("tasks", { title: "a", done: 7n as never });
+  assert.equal(row.done, 7);
+  assert.equal((await db.get("tasks", row.system_id))?.done, 7);
+  assert.equal(await db.countDirtyRows(), 1);
+  await db.close();
+});

@@ -192,6 +192,11 @@ test("table declarations refuse reserved and malformed names", () => {
   assert.throws(() => table({ system_x: text() }), TypeError);
   assert.throws(() => table({ is_deleted: integer() }), TypeError);
   assert.throws(() => table({ "bad name": text() }), TypeError);
+  assert.throws(() => table({ title: text(), Title: text() }), /differ only in case/);
+  assert.throws(
+    () => defineSchema({ a: table({ x: text() }), A: table({ x: text() }) }),
+    /differ only in case/,
+  );
   assert.throws(() => defineSchema({ _private: table({ a: text() }) }), TypeError);
   assert.throws(() => table({ a: text() }, { indexes: [{ columns: ["b" as "a"] }] }), TypeError);
   assert.throws(() => table({ a: text() }, { lww: "column" }), TypeError);

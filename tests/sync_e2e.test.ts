@@ -322,8 +322,10 @@ test("verdicts and refusals: stale, drift, 409, 400, 413, 415 — and none of th
           cursors: { tasks: "x" },
         }),
         400,
-        "invalid_change",
+        "malformed",
       ],
+      [post(`${server.url}/push`, {}), 400, "malformed"],
+      [post(`${server.url}/push`, [1, 2]), 400, "malformed"],
     ];
     for (const [request, status, code] of cases) {
       const response = await request;

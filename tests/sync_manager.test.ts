@@ -159,6 +159,24 @@ test("per-row verdicts: rejected changes move to _sync_rejected, are reported, a
   await db.close();
 });
 
+test("a verdict the manager does not know keeps the change queued", async () => {
+  const db = await openMemory({ schema });
+  await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
+  const manager = new ServerSyncManager({
+    database: db,
+    onFetch: noFetch,
+    onSend: (operations) =>
+      Promise.resolve(operations.map((o) => ({
+        table: o.table,
+        id: o.id,
+        status: (o.data.title === "a" ? "applied" : "error") as "applied",
+      }))),
+  });
+  await manager.syncNow();
+  assert.deepEqual((await db.getDirtyRows()).map((d) => d.data.title), ["b"]);
+  await db.close();
+});
+
 test("discarding a rejection forgets it without touching the row", async () => {
   const db = await openMemory({ schema });
   const row = await db.insert("tasks", { title: "x" });
@@ -221,6 +239,27 @@ test("a failed sync retries on its own with backoff until it succeeds", async ()
   await manager[Symbol.asyncDispose]();
   assert.equal(manager.started, false);
   assert.equal(manager.status.nextSyncAt, undefined);
+  await db.close();
+});
+
+test("a started manager keeps the pending count current between syncs", async () => {
+  const db = await openMemory({ schema });
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    onFetch: noFetch,
+    onSend: () => Promise.resolve(true),
+  });
+  const synced = waitFor(manager, (s) => s.state === "idle" && s.lastSyncAt !== undefined);
+  manager.start();
+  await synced;
+  const three = waitFor(manager, (s) => s.pending === 3);
+  await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
+  await db.transaction(async (tx) => {
+    await tx.insert("notes", { body: "n" });
+  });
+  assert.equal((await three).pending, 3, "3 changes waiting");
+  await manager.stop();
   await db.close();
 });
 
