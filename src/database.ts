@@ -224,7 +224,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     async transaction(fn) {
       let wrote = false;
       const result = await adapter.transaction((tx) =>
-        fn(operations(tx, tableInfo, hlc, () => (wrote = true)))
+        fn(operations(tx, tableInfo, hlc, () => (wrote = true), true))
       );
       if (wrote) changed();
       return result;
@@ -253,9 +253,10 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       await adapter.batch(acknowledgeStatements(rows));
     },
     async rejectDirtyRows(rejections) {
-      await adapter.batch(rejectStatements(rejections, new Date(hlc.wallClock()).toISOString()));
+      const at = new Date(hlc.wallClock()).toISOString();
+      await adapter.batch(rejectStatements(rejections, at, tables));
     },
-    getRejectedRows: () => readRejectedRows(adapter),
+    getRejectedRows: () => readRejectedRows(adapter, tables),
     async countRejectedRows() {
       const { rows } = await adapter.execute({ sql: `SELECT count(*) AS n FROM _sync_rejected` });
       return Number(rows[0]?.n ?? 0);
@@ -294,12 +295,30 @@ function operations<T extends Record<string, TableDef>>(
   tableInfo: (name: string) => TableInfo,
   hlc: HlcClock,
   wrote: () => void,
+  inTransaction = false,
 ): DatabaseOperations<T> {
-  // A write's statements, then the clock, in one batch.
+  // A write's statements, then the clock, in one batch. Outside a transaction
+  // the batch is atomic; inside one, a write of several statements (a large
+  // insertMany) runs in a savepoint, so a failure midway leaves nothing of it
+  // even if the caller catches the error and commits.
   const write = async (statements: SqlStatement[]) => {
-    const results = await executor.batch([...statements, persistClockStatement(hlc)]);
-    wrote();
-    return results;
+    const batch = [...statements, persistClockStatement(hlc)];
+    if (!inTransaction || statements.length <= 2) {
+      const results = await executor.batch(batch);
+      wrote();
+      return results;
+    }
+    await executor.execute({ sql: "SAVEPOINT declarative_sync_write" });
+    try {
+      const results = await executor.batch(batch);
+      await executor.execute({ sql: "RELEASE declarative_sync_write" });
+      wrote();
+      return results;
+    } catch (error) {
+      await executor.execute({ sql: "ROLLBACK TO declarative_sync_write" });
+      await executor.execute({ sql: "RELEASE declarative_sync_write" });
+      throw error;
+    }
   };
 
   const ops: Untyped = {

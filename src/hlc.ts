@@ -46,8 +46,10 @@ export const DEFAULT_MAX_DRIFT_MS = 60_000;
 
 const MS_WIDTH = 19;
 const COUNTER_WIDTH = 9;
-const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
-const HLC_PATTERN = /^(\d{19}):(\d{9}):([A-Za-z0-9_.-]{1,64})$/;
+/** A node id: 1–64 characters of `A–Z a–z 0–9 _ . -`. */
+export const NODE_ID_PATTERN: RegExp = /^[A-Za-z0-9_.-]{1,64}$/;
+/** A version: `<ms 19 digits>:<counter 9 digits>:<nodeId>`. */
+export const HLC_PATTERN: RegExp = /^(\d{19}):(\d{9}):([A-Za-z0-9_.-]{1,64})$/;
 
 /** Options of {@linkcode createHlc}. */
 export interface HlcOptions {

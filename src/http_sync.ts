@@ -23,13 +23,15 @@ import type { Database } from "./database.ts";
 import { SyncError } from "./errors.ts";
 import type { ServerChanges } from "./merge.ts";
 import type { DirtyRow } from "./outbox.ts";
+import * as v from "valibot";
 import {
+  createProtocolSchemas,
   type ErrorResponse,
   PROTOCOL_VERSION,
+  type ProtocolSchemas,
   type PullRequest,
   type PullResponse,
   type PushRequest,
-  type PushResponse,
   type PushResult,
 } from "./protocol.ts";
 import type { TableDef } from "./schema.ts";
@@ -71,6 +73,14 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const timeout = options.timeout ?? 30_000;
   const infos = new WeakMap<object, Map<string, TableInfo>>();
+  const protocolSchemas = new WeakMap<object, ProtocolSchemas>();
+  const schemasOf = (db: Database<Record<string, TableDef>>) => {
+    let schemas = protocolSchemas.get(db.schema);
+    if (schemas === undefined) {
+      protocolSchemas.set(db.schema, schemas = createProtocolSchemas(db.schema));
+    }
+    return schemas;
+  };
   const tablesOf = (db: Database<Record<string, TableDef>>) => {
     let tables = infos.get(db.schema);
     if (tables === undefined) infos.set(db.schema, tables = describeTables(db.schema.tables));
@@ -142,11 +152,15 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
             : { ...change, data };
         }),
       };
-      const response = await post<PushResponse>("/push", request);
-      if (!Array.isArray(response?.results)) {
-        throw new SyncError("server_error", "The push response has no results");
+      const response = await post<unknown>("/push", request);
+      const checked = v.safeParse(schemasOf(db).pushResponse, response);
+      if (!checked.success) {
+        throw new SyncError(
+          "server_error",
+          `The push response is malformed: ${v.summarize(checked.issues)}`,
+        );
       }
-      return [...response.results];
+      return [...checked.output.results];
     },
 
     async onFetch(db, tableTimestamps) {

@@ -22,7 +22,7 @@
 import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
 import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
-import { fromHex } from "./wire.ts";
+import { dataFromWire, dataToWire, fromHex } from "./wire.ts";
 
 /** A change waiting in the outbox: the push change shape of the wire protocol. */
 export interface DirtyRow {
@@ -152,16 +152,29 @@ export async function readDirtyRows(
 
   const found = new Map<string, DirtyRow>();
   const orphans: SqlStatement[] = [];
-  const forget = (table: string, ids: readonly string[]) =>
-    orphans.push({
-      sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN ` +
-        `(SELECT value FROM json_each(?))`,
-      args: [table, JSON.stringify(ids)],
-    });
+  // Entries that can no longer be sent move to _sync_rejected, with the reason.
+  const forget = (table: string, ids: readonly string[], code: string, message: string) => {
+    const which =
+      `FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`;
+    orphans.push(
+      {
+        sql: `INSERT INTO _sync_rejected ` +
+          `(table_name, row_id, version, code, message, change, rejected_at) ` +
+          `SELECT table_name, row_id, version, ?, ?, json_object('table', table_name, 'id', ` +
+          `row_id, 'version', version, 'deleted', json('false'), 'data', json('{}')), ` +
+          `strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ${which} ` +
+          `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
+          `code = excluded.code, message = excluded.message, change = excluded.change, ` +
+          `rejected_at = excluded.rejected_at`,
+        args: [code, message, table, JSON.stringify(ids)],
+      },
+      { sql: `DELETE ${which}`, args: [table, JSON.stringify(ids)] },
+    );
+  };
   for (const [table, ids] of idsByTable) {
     const info = tables.get(table);
     if (info === undefined || !info.synced) {
-      forget(table, ids);
+      forget(table, ids, "unknown_table", `Table ${table} is no longer a synced table`);
       continue;
     }
     const { rows: [page] } = await executor.execute({
@@ -174,7 +187,9 @@ export async function readDirtyRows(
       found.set(`${table}\u0000${dirty.id}`, dirty);
     }
     const missing = ids.filter((id) => !found.has(`${table}\u0000${id}`));
-    if (missing.length > 0) forget(table, missing);
+    if (missing.length > 0) {
+      forget(table, missing, "row_missing", `The row was removed from ${table} outside the API`);
+    }
   }
   if (orphans.length > 0) await executor.batch(orphans);
 
@@ -250,9 +265,16 @@ export interface Rejection {
  * its entry still holds the refused version or an older one (a newer local
  * write stays in the outbox and is sent again).
  */
-export function rejectStatements(rejections: readonly Rejection[], at: string): SqlStatement[] {
+export function rejectStatements(
+  rejections: readonly Rejection[],
+  at: string,
+  tables: ReadonlyMap<string, TableInfo>,
+): SqlStatement[] {
   const statements: SqlStatement[] = [];
   for (const { change, code, message } of rejections) {
+    const info = tables.get(change.table);
+    // Stored as JSON: blobs as base64, as on the wire.
+    const stored = info === undefined ? change : { ...change, data: dataToWire(info, change.data) };
     const key = [change.table, change.id, change.version];
     statements.push(
       {
@@ -263,7 +285,7 @@ export function rejectStatements(rejections: readonly Rejection[], at: string): 
           `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
           `code = excluded.code, message = excluded.message, change = excluded.change, ` +
           `rejected_at = excluded.rejected_at`,
-        args: [...key, code, message, JSON.stringify(change, blobReplacer), at, ...key],
+        args: [...key, code, message, JSON.stringify(stored), at, ...key],
       },
       {
         sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id = ? AND version <= ?`,
@@ -274,26 +296,28 @@ export function rejectStatements(rejections: readonly Rejection[], at: string): 
   return statements;
 }
 
-// Rejected changes are stored as JSON; bytes are kept as arrays of numbers.
-function blobReplacer(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? Array.from(value) : value;
-}
-
 /** Reads `_sync_rejected`, oldest first. */
-export async function readRejectedRows(executor: SqlExecutor): Promise<RejectedRow[]> {
+export async function readRejectedRows(
+  executor: SqlExecutor,
+  tables: ReadonlyMap<string, TableInfo>,
+): Promise<RejectedRow[]> {
   const { rows } = await executor.execute({
     sql: `SELECT table_name, row_id, version, code, message, change, rejected_at ` +
       `FROM _sync_rejected ORDER BY rejected_at, table_name, row_id`,
   });
-  return rows.map((row) => ({
-    table: String(row.table_name),
-    id: String(row.row_id),
-    version: String(row.version),
-    code: String(row.code),
-    message: String(row.message),
-    rejectedAt: String(row.rejected_at),
-    change: JSON.parse(String(row.change)),
-  }));
+  return rows.map((row) => {
+    const change = JSON.parse(String(row.change)) as DirtyRow;
+    const info = tables.get(change.table);
+    return {
+      table: String(row.table_name),
+      id: String(row.row_id),
+      version: String(row.version),
+      code: String(row.code),
+      message: String(row.message),
+      rejectedAt: String(row.rejected_at),
+      change: info === undefined ? change : { ...change, data: dataFromWire(info, change.data) },
+    };
+  });
 }
 
 /** Puts a rejected row back in the outbox at its current version and forgets the rejection. */

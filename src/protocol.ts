@@ -22,6 +22,7 @@
  */
 
 import * as v from "valibot";
+import { HLC_PATTERN, NODE_ID_PATTERN } from "./hlc.ts";
 import type { DirtyRow } from "./outbox.ts";
 import type { ColumnKind, Schema, TableDef } from "./schema.ts";
 import { describeTables } from "./table_info.ts";
@@ -157,7 +158,7 @@ export const DEFAULT_MAX_PULL_LIMIT = 5_000;
 
 const HLC = v.pipe(
   v.string(),
-  v.regex(/^\d{19}:\d{9}:[A-Za-z0-9_.-]{1,64}$/, "Expected an HLC version"),
+  v.regex(HLC_PATTERN, "Expected an HLC version"),
 );
 const ROW_ID = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
 
@@ -241,7 +242,7 @@ export function createProtocolSchemas(
   return {
     pushRequest: v.strictObject({
       protocol: v.number(),
-      nodeId: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "Expected a node id")),
+      nodeId: v.pipe(v.string(), v.regex(NODE_ID_PATTERN, "Expected a node id")),
       schema: v.string(),
       changes: v.pipe(
         v.array(change),
@@ -257,7 +258,7 @@ export function createProtocolSchemas(
       ),
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
       nodeId: v.optional(
-        v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "Expected a node id")),
+        v.pipe(v.string(), v.regex(NODE_ID_PATTERN, "Expected a node id")),
       ),
     }) as unknown as v.GenericSchema<unknown, PullRequest>,
     pushResponse: v.object({

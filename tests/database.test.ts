@@ -289,3 +289,17 @@ test("integer columns take safe integers only, so every replica reads back the s
   assert.equal(await db.countDirtyRows(), 1);
   await db.close();
 });
+
+test("inside a transaction, a failed insertMany leaves nothing behind even if the error is caught", async () => {
+  const db = await openMemory({ schema });
+  const first = await db.insert("tasks", { title: "existing" });
+  const rows = Array.from({ length: 1_500 }, (_, i) => ({ title: `t${i}` }));
+  rows.push({ system_id: first.system_id, title: "duplicate" } as never);
+  await db.transaction(async (tx) => {
+    await assert.rejects(tx.insertMany("tasks", rows), isCode("constraint"));
+    await tx.insert("tasks", { title: "after the failure" });
+  });
+  assert.deepEqual((await db.all("tasks")).map((t) => t.title), ["existing", "after the failure"]);
+  assert.equal(await db.countDirtyRows(), 2);
+  await db.close();
+});

@@ -281,3 +281,22 @@ test("the manager refuses options that cannot work", async () => {
   );
   await db.close();
 });
+
+test("rejected changes keep their bytes, and entries that cannot be sent are reported, not dropped", async () => {
+  const db = await openMemory({ schema });
+  const file = await db.insert("files", { name: "a.bin", bytes: new Uint8Array([1, 2, 3]) });
+  const gone = await db.insert("tasks", { title: "removed behind the API's back" });
+  const [change] = await db.getDirtyRows();
+  await db.rejectDirtyRows([{ change: change!, code: "forbidden", message: "no" }]);
+  const [rejected] = await db.getRejectedRows();
+  assert.equal(rejected?.id, file.system_id);
+  assert.ok(rejected?.change.data.bytes instanceof Uint8Array);
+  assert.deepEqual([...(rejected!.change.data.bytes as Uint8Array)], [1, 2, 3]);
+
+  await db.query("DELETE FROM tasks WHERE system_id = ?", [gone.system_id]);
+  assert.deepEqual(await db.getDirtyRows(), []);
+  const missing = (await db.getRejectedRows()).find((r) => r.id === gone.system_id);
+  assert.equal(missing?.code, "row_missing");
+  assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+});
