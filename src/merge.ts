@@ -225,7 +225,7 @@ export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
     );
   }
   const createdAt = (flat ? input.system_created_at : input.createdAt) ?? version;
-  if (!isHlc(createdAt)) {
+  if (!isHlc(createdAt) || createdAt > version) {
     throw new SyncError(
       "invalid_version",
       `Invalid creation version for row ${id} of ${info.name}`,

@@ -67,6 +67,10 @@ export async function migrate(
   }
 
   const existing = await readStoredTables(adapter, [...tables.keys()]);
+  const { rows: indexRows } = await adapter.execute({
+    sql: `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL`,
+  });
+  const indexes = new Map(indexRows.map((row) => [String(row.name), String(row.sql)]));
   const ddl: SqlStatement[] = INTERNAL_TABLES_SQL.map((sql) => ({ sql }));
   for (const info of tables.values()) {
     const stored = existing.get(info.name);
@@ -84,12 +88,15 @@ export async function migrate(
       });
     }
     for (const index of info.def.indexes) {
-      const columns = index.columns.map(quoteId).join(", ");
-      ddl.push({
-        sql: `CREATE ${index.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${
-          quoteId(indexName(info.name, index))
-        } ON ${info.quoted} (${columns})`,
-      });
+      const name = indexName(info.name, index);
+      const sql =
+        `CREATE ${index.unique ? "UNIQUE " : ""}INDEX ${quoteId(name)} ON ${info.quoted} ` +
+        `(${index.columns.map(quoteId).join(", ")})`;
+      const stored = indexes.get(name);
+      if (stored === sql) continue;
+      // An index holds no data of its own: a changed one is rebuilt.
+      if (stored !== undefined) ddl.push({ sql: `DROP INDEX ${quoteId(name)}` });
+      ddl.push({ sql });
     }
   }
   ddl.push({

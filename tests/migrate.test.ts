@@ -119,6 +119,28 @@ test("additive changes migrate automatically and keep the data", () =>
     await db.close();
   }));
 
+test("a changed index is rebuilt; the rows stay", () =>
+  withFile(async (path) => {
+    const indexed = (columns: ("title" | "done")[]) =>
+      defineSchema({
+        tasks: table({ title: text().notNull(), done: integer().notNull().default(0) }, {
+          withSystemColumns: true,
+          indexes: [{ name: "tasks_lookup", columns }],
+        }),
+      });
+    const first = await openDatabase({ adapter: fileAdapter(path), schema: indexed(["done"]) });
+    await first.insert("tasks", { title: "kept" });
+    await first.close();
+    const db = await openDatabase({
+      adapter: fileAdapter(path),
+      schema: indexed(["done", "title"]),
+    });
+    const [index] = await db.query(`SELECT sql FROM sqlite_master WHERE name = 'tasks_lookup'`);
+    assert.match(String(index?.sql), /\("done", "title"\)/);
+    assert.equal((await db.all("tasks")).length, 1);
+    await db.close();
+  }));
+
 test("a dropped column is refused with a SyncError naming table and column, and nothing changes", () =>
   withFile(async (path) => {
     await (await openDatabase({ adapter: fileAdapter(path), schema: v1 })).close();
