@@ -11,7 +11,7 @@
  * @module
  */
 
-import { type Client, createClient, type InStatement } from "@libsql/client";
+import { type Client, createClient, type InStatement, type InValue } from "@libsql/client";
 import {
   type Database,
   defineSchema,
@@ -118,24 +118,24 @@ export function rawInsertStatements(
   });
 }
 
+/** The bound values of one server row in the raw table's column order. */
+export function rawRowArgs(row: ServerRow): InValue[] {
+  const d = row.data as unknown as TaskData;
+  return [
+    row.id,
+    row.version,
+    row.createdAt ?? row.version,
+    row.deleted ? 1 : 0,
+    d.title,
+    d.done,
+    d.notes,
+    d.priority,
+  ];
+}
+
 /** The raw UPSERT of one server row per statement. */
 export function rawUpsertStatements(rows: readonly ServerRow[]): InStatement[] {
-  return rows.map((row) => {
-    const d = row.data as unknown as TaskData;
-    return {
-      sql: RAW_UPSERT,
-      args: [
-        row.id,
-        row.version,
-        row.createdAt ?? row.version,
-        row.deleted ? 1 : 0,
-        d.title,
-        d.done,
-        d.notes,
-        d.priority,
-      ],
-    };
-  });
+  return rows.map((row) => ({ sql: RAW_UPSERT, args: rawRowArgs(row) }));
 }
 
 /** Opens the library's database on a libSQL URL (replica `nodeId`, default `bench-client`). */

@@ -26,7 +26,7 @@ import { migrate } from "../src/migrate.ts";
 import type { PullRow, PullTableChanges, PushChange, PushResult } from "../src/protocol.ts";
 import { COLUMN_VERSIONS, type Schema, type TableDef } from "../src/schema.ts";
 import { describeTables, quoteId, SEQUENCE_COLUMN, type TableInfo } from "../src/table_info.ts";
-import { dataFromWire, fromHex, toBase64 } from "../src/wire.ts";
+import { blobColumnsOf, dataFromWire, fromHex, toBase64 } from "../src/wire.ts";
 
 /** Who is asking: the result of `authorize`. Its `id` is matched against scope columns. */
 export interface Principal {
@@ -301,7 +301,9 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
       hasMore = Number(more?.more) === 1;
     }
     let rowsJson = String(page?.rows ?? "[]");
-    if (hasBlobs(info)) rowsJson = JSON.stringify(hexBlobsToBase64(info, JSON.parse(rowsJson)));
+    if (blobColumnsOf(info).length > 0) {
+      rowsJson = JSON.stringify(hexBlobsToBase64(info, JSON.parse(rowsJson)));
+    }
     return {
       rowsJson,
       cursor: hasMore ? String(last) : String(newest),
@@ -453,12 +455,8 @@ function pullRowJsonSql(info: TableInfo): string {
   return sql;
 }
 
-function hasBlobs(info: TableInfo): boolean {
-  return info.columns.some((column) => column.kind === "blob");
-}
-
 function hexBlobsToBase64(info: TableInfo, rows: PullRow[]): PullRow[] {
-  const blobs = info.columns.filter((column) => column.kind === "blob");
+  const blobs = blobColumnsOf(info);
   for (const row of rows) {
     for (const column of blobs) {
       const hex = row.data[column.name];

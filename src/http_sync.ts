@@ -36,7 +36,7 @@ import {
 } from "./protocol.ts";
 import type { TableDef } from "./schema.ts";
 import { describeTables, type TableInfo } from "./table_info.ts";
-import { dataFromWire, dataToWire } from "./wire.ts";
+import { blobColumnsOf, dataFromWire, dataToWire } from "./wire.ts";
 
 /** Options of {@linkcode createHttpSync}. */
 export interface HttpSyncOptions {
@@ -138,18 +138,12 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
         protocol: PROTOCOL_VERSION,
         nodeId: db.nodeId,
         schema: db.schema.hash,
+        // A DirtyRow is the push change; only blobs need converting (to base64).
         changes: operations.map((change) => {
           const info = tables.get(change.table);
-          const data = info === undefined ? change.data : dataToWire(info, change.data);
-          return change.columnVersions === undefined
-            ? {
-              table: change.table,
-              id: change.id,
-              version: change.version,
-              deleted: change.deleted,
-              data,
-            }
-            : { ...change, data };
+          return info === undefined || blobColumnsOf(info).length === 0
+            ? change
+            : { ...change, data: dataToWire(info, change.data) };
         }),
       };
       const response = await post<unknown>("/push", request);
@@ -188,7 +182,7 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
         }
         const info = tables.get(table);
         let rows: unknown[] = page.rows as unknown[];
-        if (info !== undefined) {
+        if (info !== undefined && blobColumnsOf(info).length > 0) {
           try {
             rows = page.rows.map((row) => ({ ...row, data: dataFromWire(info, row.data ?? {}) }));
           } catch (cause) {

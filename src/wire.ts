@@ -51,19 +51,22 @@ export function dataFromWire(
 
 const blobColumns = new WeakMap<TableInfo, ColumnInfo[]>();
 
+/** The blob columns of a table (cached). */
+export function blobColumnsOf(info: TableInfo): readonly ColumnInfo[] {
+  let blobs = blobColumns.get(info);
+  if (blobs === undefined) {
+    blobColumns.set(info, blobs = info.columns.filter((c) => c.kind === "blob"));
+  }
+  return blobs;
+}
+
 // Applies `convert` to the blob columns of `data`; tables without blobs pass through.
 function convertBlobs(
   info: TableInfo,
   data: Readonly<Record<string, unknown>>,
   convert: (value: unknown) => unknown,
 ): Record<string, unknown> {
-  let blobs = blobColumns.get(info);
-  if (blobs === undefined) {
-    blobColumns.set(
-      info,
-      blobs = info.columns.filter((c) => c.kind === "blob"),
-    );
-  }
+  const blobs = blobColumnsOf(info);
   if (blobs.length === 0) return data as Record<string, unknown>;
   const out: Record<string, unknown> = { ...data };
   for (const column of blobs) {
