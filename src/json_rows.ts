@@ -33,7 +33,7 @@ export function toJsonValue(value: SqlValue): string | number | boolean | null {
 }
 
 /** The expression reading element `index` of a `json_each` row as a value of `kind`. */
-export function jsonElement(index: number, kind?: ColumnKind): string {
+function jsonElement(index: number, kind?: ColumnKind): string {
   return kind === "blob" ? `unhex(value ->> ${index})` : `value ->> ${index}`;
 }
 

@@ -29,7 +29,7 @@ import {
 } from "./table_info.ts";
 
 /** The internal tables (names fixed by the design). */
-export const INTERNAL_TABLES_SQL: readonly string[] = [
+const INTERNAL_TABLES_SQL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS _sync_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)`,
   // The outbox: one entry per changed row, holding the version to send.
   `CREATE TABLE IF NOT EXISTS _dirty_rows (table_name TEXT NOT NULL, row_id TEXT NOT NULL, ` +
