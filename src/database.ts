@@ -80,6 +80,13 @@ export interface AllOptions extends ReadOptions {
 export interface DirtyRowsOptions {
   /** At most this many entries (default 1000). */
   limit?: number;
+  /**
+   * Only the entries after this row, which an earlier `getDirtyRows` returned,
+   * in outbox order: reads the next batch while the previous one is still
+   * being sent (not acknowledged yet). An entry rewritten since moves to the
+   * end, so it is read again, at its new version.
+   */
+  after?: DirtyRowAck;
 }
 
 type TableName<T> = keyof T & string;
@@ -246,7 +253,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       if (!Number.isSafeInteger(limit) || limit < 1) {
         throw new RangeError(`getDirtyRows limit must be a positive integer, got ${limit}`);
       }
-      return await readDirtyRows(adapter, tables, limit);
+      return await readDirtyRows(adapter, tables, limit, options.after);
     },
     countDirtyRows: () => countDirtyRows(adapter),
     async acknowledgeDirtyRows(rows) {

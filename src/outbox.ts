@@ -126,24 +126,42 @@ export async function countDirtyRows(executor: SqlExecutor): Promise<number> {
 }
 
 /**
- * Reads up to `limit` outbox entries, oldest version first, with their rows.
- * Entries whose table is no longer declared or whose row is gone (removed by
- * raw SQL) cannot be sent; they are removed so they never hold a slot.
+ * Where an entry stands in outbox order (version, then table, then id): the
+ * outbox entry's own version, which for a column table can be older than the
+ * row's version a `DirtyRow` carries.
+ */
+type OutboxPosition = readonly [version: string, table: string, id: string];
+
+// The outbox position of each row `readDirtyRows` returned, so that a later
+// read can continue after it exactly (`after`).
+const positions = new WeakMap<DirtyRow, OutboxPosition>();
+
+/**
+ * Reads up to `limit` outbox entries, oldest version first, with their rows;
+ * with `after` (a row an earlier read returned), only the entries after it in
+ * that order. Entries whose table is no longer declared or whose row is gone
+ * (removed by raw SQL) cannot be sent; they are removed so they never hold a
+ * slot.
  */
 export async function readDirtyRows(
   executor: SqlExecutor,
   tables: ReadonlyMap<string, TableInfo>,
   limit: number,
+  after?: DirtyRowAck,
 ): Promise<DirtyRow[]> {
+  const from = after === undefined
+    ? undefined
+    : positions.get(after as DirtyRow) ?? [after.version, after.table, after.id];
   // Both reads return one JSON value each: reading a result row costs more
   // than building it in SQLite and parsing it in one go.
   const { rows: [head] } = await executor.execute({
-    sql: `SELECT json_group_array(json_array(table_name, row_id) ORDER BY version, table_name, ` +
-      `row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows ` +
+    sql: `SELECT json_group_array(json_array(table_name, row_id, version) ORDER BY version, ` +
+      `table_name, row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows` +
+      `${from === undefined ? "" : ` WHERE (version, table_name, row_id) > (?, ?, ?)`} ` +
       `ORDER BY version, table_name, row_id LIMIT ?)`,
-    args: [limit],
+    args: [...(from ?? []), limit],
   });
-  const entries = JSON.parse(String(head?.entries ?? "[]")) as [string, string][];
+  const entries = JSON.parse(String(head?.entries ?? "[]")) as [string, string, string][];
   const idsByTable = new Map<string, string[]>();
   for (const [table, id] of entries) {
     const ids = idsByTable.get(table);
@@ -195,9 +213,11 @@ export async function readDirtyRows(
   if (orphans.length > 0) await executor.batch(orphans);
 
   const result: DirtyRow[] = [];
-  for (const [table, id] of entries) {
+  for (const [table, id, version] of entries) {
     const row = found.get(`${table}\u0000${id}`);
-    if (row !== undefined) result.push(row);
+    if (row === undefined) continue;
+    positions.set(row, [version, table, id]);
+    result.push(row);
   }
   return result;
 }

@@ -222,63 +222,75 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     // Enough rounds for what waited at the start: writes made during the sync
     // wait for the next one instead of keeping this one going.
     const rounds = Math.ceil(waiting / batchSize) + 1;
-    for (let round = 0; round < rounds; round++) {
-      const batch = await this.#db.getDirtyRows({ limit: batchSize });
-      if (batch.length === 0) return;
-      const result = await this.#options.onSend(batch, this.#db);
-      if (result === false) {
-        throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
-      }
-      const verdicts = result === true
-        ? undefined
-        : Array.isArray(result)
-        ? result as readonly PushResult[]
-        : (result as { results: readonly PushResult[] }).results;
-      const byKey = new Map(verdicts?.map((v) => [`${v.table}\u0000${v.id}`, v]));
-      const acknowledged: DirtyRow[] = [];
-      const rejections: Rejection[] = [];
-      for (const change of batch) {
-        const verdict = verdicts === undefined
-          ? { status: "applied" }
-          : byKey.get(`${change.table}\u0000${change.id}`);
-        // No verdict, or one this version does not know: the change stays queued.
-        if (verdict === undefined) continue;
-        if (
-          verdict.status !== "applied" && verdict.status !== "stale" &&
-          verdict.status !== "rejected"
-        ) {
-          continue;
-        }
-        if (verdict.status === "rejected") {
-          rejections.push({
-            change,
-            code: (verdict as PushResult).code ?? "rejected",
-            message: (verdict as PushResult).message ?? "The server rejected the change",
-          });
-        } else {
-          acknowledged.push(change);
-        }
-      }
-      await this.#db.acknowledgeDirtyRows(acknowledged);
-      if (rejections.length > 0) {
-        await this.#db.rejectDirtyRows(rejections);
-        const rejected = await this.#db.getRejectedRows();
-        const keys = new Set(rejections.map((r) => `${r.change.table}\u0000${r.change.id}`));
-        this.dispatchEvent(
-          new CustomEvent<RejectedRow[]>("rejected", {
-            detail: rejected.filter((r) => keys.has(`${r.table}\u0000${r.id}`)),
-          }),
-        );
-      }
-      // Counted exactly once the sync ends; meanwhile, what this batch settled.
-      const settled = acknowledged.length + rejections.length;
-      this.#update({
-        pending: Math.max(0, this.#status.pending - settled),
-        rejected: this.#status.rejected + rejections.length,
-      });
+    let batch = await this.#db.getDirtyRows({ limit: batchSize });
+    for (let round = 0; round < rounds && batch.length > 0; round++) {
+      const sending = this.#options.onSend(batch, this.#db);
+      // The next batch is read while this one travels: it starts after this
+      // batch's last entry, so it needs no acknowledgement to exclude them.
+      const reading = round + 1 < rounds
+        ? this.#db.getDirtyRows({ limit: batchSize, after: batch.at(-1) })
+        : Promise.resolve([]);
+      reading.catch(() => undefined); // awaited below, unless the send fails first
+      const decided = await this.#settle(batch, await sending);
       // A batch nothing was decided for would come back unchanged: stop here.
-      if (acknowledged.length + rejections.length === 0) return;
+      if (decided === 0) return;
+      batch = await reading;
     }
+  }
+
+  // Applies the verdicts of one sent batch; returns how many changes they settled.
+  async #settle(batch: readonly DirtyRow[], result: SendResult): Promise<number> {
+    if (result === false) {
+      throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
+    }
+    const verdicts = result === true
+      ? undefined
+      : Array.isArray(result)
+      ? result as readonly PushResult[]
+      : (result as { results: readonly PushResult[] }).results;
+    const byKey = new Map(verdicts?.map((v) => [`${v.table}\u0000${v.id}`, v]));
+    const acknowledged: DirtyRow[] = [];
+    const rejections: Rejection[] = [];
+    for (const change of batch) {
+      const verdict = verdicts === undefined
+        ? { status: "applied" }
+        : byKey.get(`${change.table}\u0000${change.id}`);
+      // No verdict, or one this version does not know: the change stays queued.
+      if (verdict === undefined) continue;
+      if (
+        verdict.status !== "applied" && verdict.status !== "stale" &&
+        verdict.status !== "rejected"
+      ) {
+        continue;
+      }
+      if (verdict.status === "rejected") {
+        rejections.push({
+          change,
+          code: (verdict as PushResult).code ?? "rejected",
+          message: (verdict as PushResult).message ?? "The server rejected the change",
+        });
+      } else {
+        acknowledged.push(change);
+      }
+    }
+    await this.#db.acknowledgeDirtyRows(acknowledged);
+    if (rejections.length > 0) {
+      await this.#db.rejectDirtyRows(rejections);
+      const rejected = await this.#db.getRejectedRows();
+      const keys = new Set(rejections.map((r) => `${r.change.table}\u0000${r.change.id}`));
+      this.dispatchEvent(
+        new CustomEvent<RejectedRow[]>("rejected", {
+          detail: rejected.filter((r) => keys.has(`${r.table}\u0000${r.id}`)),
+        }),
+      );
+    }
+    // Counted exactly once the sync ends; meanwhile, what this batch settled.
+    const settled = acknowledged.length + rejections.length;
+    this.#update({
+      pending: Math.max(0, this.#status.pending - settled),
+      rejected: this.#status.rejected + rejections.length,
+    });
+    return settled;
   }
 
   async #fetch(): Promise<void> {

@@ -140,6 +140,62 @@ test("getDirtyRows returns the oldest changes first, bounded by limit, across ta
   await db.close();
 });
 
+test("getDirtyRows after a row read earlier continues from there, before anything is acknowledged", async () => {
+  const db = await openMemory({ schema });
+  const rows = [];
+  for (let i = 0; i < 5; i++) rows.push(await db.insert("tasks", { title: `t${i}` }));
+  const first = await db.getDirtyRows({ limit: 2 });
+  // Rewritten while the first page is in flight: its entry moves to the end.
+  const rewritten = await db.update("tasks", rows[0]!.system_id, { title: "t0 again" });
+  const second = await db.getDirtyRows({ limit: 2, after: first.at(-1) });
+  const third = await db.getDirtyRows({ limit: 10, after: second.at(-1) });
+  assert.deepEqual(first.map((d) => d.id), [rows[0]!.system_id, rows[1]!.system_id]);
+  assert.deepEqual(second.map((d) => d.id), [rows[2]!.system_id, rows[3]!.system_id]);
+  assert.deepEqual(third.map((d) => [d.id, d.version]), [
+    [rows[4]!.system_id, rows[4]!.system_version],
+    [rewritten.system_id, rewritten.system_version],
+  ]);
+  assert.deepEqual(await db.getDirtyRows({ after: third.at(-1) }), []);
+  // The first page's acknowledgement leaves the rewrite queued.
+  await db.acknowledgeDirtyRows(first);
+  assert.deepEqual((await db.getDirtyRows()).map((d) => d.version), [
+    rows[2]!.system_version,
+    rows[3]!.system_version,
+    rows[4]!.system_version,
+    rewritten.system_version,
+  ]);
+  await db.close();
+});
+
+test("getDirtyRows after a column-table row continues from its outbox entry, not its newer version", async () => {
+  const clock = manualClock();
+  const db = await openMemory({ schema, nodeId: "dev-a", now: clock.now });
+  const note = await db.insert("notes", { body: "local" });
+  const task = await db.insert("tasks", { title: "queued behind the note" });
+  // The server's newer version of another column: the row's version moves
+  // past the task's, while the note's outbox entry keeps its own version.
+  const [body, pinned] = [note.system_version, "0000001767225610000:000000000:server"];
+  await db.applyServerChanges({
+    notes: {
+      rows: [{
+        id: note.system_id,
+        version: pinned,
+        deleted: false,
+        data: { body: "server", pinned: true, color: null },
+        columnVersions: { body: "0000001767225500000:000000000:server", pinned, color: pinned },
+      }],
+      cursor: "1",
+    },
+  });
+  const [first] = await db.getDirtyRows({ limit: 1 });
+  assert.equal(first!.id, note.system_id);
+  assert.equal(first!.version, pinned);
+  assert.equal(first!.columnVersions!.body, body);
+  const rest = await db.getDirtyRows({ after: first });
+  assert.deepEqual(rest.map((d) => d.id), [task.system_id]);
+  await db.close();
+});
+
 test("acknowledging removes an entry only if it still holds the sent version", async () => {
   const db = await openMemory({ schema });
   const a = await db.insert("tasks", { title: "a" });

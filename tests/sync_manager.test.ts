@@ -81,6 +81,46 @@ test("sync sends in bounded batches, oldest first, then fetches until no page is
   await db.close();
 });
 
+test("the next batch is read while one is being sent; a row rewritten meanwhile goes out again", async () => {
+  const db = await openMemory({ schema });
+  const rows = await db.insertMany("tasks", [1, 2, 3, 4].map((i) => ({ title: `t${i}` })));
+  let reads = 0;
+  // The database as it is, counting its outbox reads.
+  const counted = new Proxy(db, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property !== "getDirtyRows") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (options?: Parameters<typeof db.getDirtyRows>[0]) => {
+        reads++;
+        return target.getDirtyRows(options);
+      };
+    },
+  });
+  const sent: string[][] = [];
+  let readsDuringFirstSend = 0;
+  const manager = new ServerSyncManager({
+    database: counted,
+    batchSize: 2,
+    onFetch: noFetch,
+    onSend: async (operations: DirtyRow[]) => {
+      sent.push(operations.map((o) => String(o.data.title)));
+      if (sent.length === 1) {
+        await db.update("tasks", rows[0]!.system_id, { title: "t1 again" });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        readsDuringFirstSend = reads;
+      }
+      return true;
+    },
+  });
+  await manager.syncNow();
+  assert.equal(readsDuringFirstSend, 2, "the second batch is read before the first is answered");
+  assert.deepEqual(sent, [["t1", "t2"], ["t3", "t4"], ["t1 again"]]);
+  assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+});
+
 test("one sync at a time: a call during a sync joins it", async () => {
   const db = await openMemory({ schema });
   await db.insert("tasks", { title: "a" });
