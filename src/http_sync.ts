@@ -67,6 +67,10 @@ export interface HttpSync {
 
 /**
  * Creates the HTTP transport for a sync server created by `createSyncServer`.
+ *
+ * While `onFetch` merges a page that has more behind it, it already asks for
+ * the next one, so the download and the local writes overlap; the call that
+ * continues from that page's cursors gets it.
  */
 export function createHttpSync(options: HttpSyncOptions): HttpSync {
   const base = String(options.url).replace(/\/+$/, "");
@@ -131,6 +135,23 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     throw new SyncError("server_error", message, { details });
   }
 
+  // One page asked for ahead of the call that will use it (see onFetch).
+  let ahead: { db: object; key: string; response: Promise<PullResponse> } | undefined;
+
+  function pullPage(
+    db: Database<Record<string, TableDef>>,
+    cursors: Record<string, string | null>,
+  ): Promise<PullResponse> {
+    const request: PullRequest = {
+      protocol: PROTOCOL_VERSION,
+      schema: db.schema.hash,
+      nodeId: db.nodeId,
+      cursors,
+      ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
+    };
+    return post<PullResponse>("/pull", request);
+  }
+
   return {
     async onSend(operations, db) {
       const tables = tablesOf(db);
@@ -163,18 +184,18 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       for (const [table, cursor] of Object.entries(tableTimestamps)) {
         cursors[table] = cursor === null || cursor === undefined ? null : String(cursor);
       }
-      const request: PullRequest = {
-        protocol: PROTOCOL_VERSION,
-        schema: db.schema.hash,
-        nodeId: db.nodeId,
-        cursors,
-        ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
-      };
-      const response = await post<PullResponse>("/pull", request);
+      // The page asked for ahead serves only the call that comes with exactly
+      // the cursors it was asked for; anything else asks anew.
+      const prefetched = ahead?.db === db && ahead.key === cursorKey(cursors)
+        ? ahead.response
+        : undefined;
+      ahead = undefined;
+      const response = (await prefetched?.catch(() => undefined)) ?? await pullPage(db, cursors);
       if (typeof response?.changes !== "object" || response.changes === null) {
         throw new SyncError("server_error", "The pull response has no changes");
       }
       const changes: Record<string, { rows: unknown[]; cursor: string | null }> = {};
+      const next = { ...cursors };
       let hasMore = false;
       for (const [table, page] of Object.entries(response.changes)) {
         if (typeof page !== "object" || page === null || !Array.isArray(page.rows)) {
@@ -196,10 +217,23 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
           }
         }
         changes[table] = { rows, cursor: page.cursor };
+        next[table] = page.cursor;
         hasMore ||= page.hasMore === true;
+      }
+      if (hasMore) {
+        // The next page travels while this one is merged: the cursors it
+        // starts from are the ones this merge stores.
+        const response = pullPage(db, next);
+        response.catch(() => undefined); // a failure is met again by the call that uses it
+        ahead = { db, key: cursorKey(next), response };
       }
       await db.applyServerChanges(changes as unknown as ServerChanges);
       return { hasMore };
     },
   };
+}
+
+// The cursors as one comparable string, whatever the order of their tables.
+function cursorKey(cursors: Record<string, string | null>): string {
+  return JSON.stringify(Object.entries(cursors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

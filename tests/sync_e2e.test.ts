@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { formatHlc } from "../src/hlc.ts";
 import { defineSchema, table, text } from "../src/schema.ts";
+import { createHttpSync } from "../src/http_sync.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
+import { ServerSyncManager } from "../src/sync_manager.ts";
 import { syncSchema as schema } from "./fixtures.ts";
 import { tempDir } from "./helpers.ts";
 import { bearer, openClient, post, startServer, type TestClient } from "./sync_helpers.ts";
@@ -117,6 +119,64 @@ test("pagination: 2,500 rows pulled with limit 1,000 arrive exactly once", async
     assert.equal((await reader.db.all("tasks")).length, 2_500);
     await reader.manager.syncNow();
     assert.deepEqual(pages, [1_000, 1_000, 500, 0], "nothing new: an empty page");
+  } finally {
+    await closeAll([writer, reader]);
+    await server.close();
+  }
+});
+
+test("the HTTP transport asks for the next page while it applies the current one", async () => {
+  const server = await startServer(schema);
+  const writer = await openClient(schema, server);
+  const reader = await openClient(schema, server);
+  const events: string[] = [];
+  const logged: typeof fetch = (input, init) => {
+    if (String(input).endsWith("/pull")) events.push("request");
+    return fetch(input, init);
+  };
+  // The reader's database as it is, logging its merges.
+  const database = new Proxy(reader.db, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property !== "applyServerChanges") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return async (changes: Parameters<typeof target.applyServerChanges>[0]) => {
+        events.push("apply");
+        try {
+          return await target.applyServerChanges(changes);
+        } finally {
+          events.push("applied");
+        }
+      };
+    },
+  });
+  const http = createHttpSync({ url: server.url, pullLimit: 1_000, fetch: logged });
+  const manager = new ServerSyncManager({ database, ...http });
+  try {
+    await writer.db.insertMany(
+      "tasks",
+      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
+    );
+    await writer.manager.syncNow();
+    await manager.syncNow();
+    assert.deepEqual(events, [
+      "request",
+      "request", // page 2, asked for before page 1 is applied
+      "apply",
+      "applied",
+      "request", // page 3
+      "apply",
+      "applied",
+      "apply", // page 3 has no next page: nothing more is asked for
+      "applied",
+    ]);
+    assert.equal((await reader.db.all("tasks")).length, 2_500);
+    // A page asked for ahead is used only by the call it was asked for: the
+    // cursors of a later sync differ, so it asks anew.
+    events.length = 0;
+    await manager.syncNow();
+    assert.deepEqual(events, ["request", "apply", "applied"]);
   } finally {
     await closeAll([writer, reader]);
     await server.close();
