@@ -139,9 +139,10 @@ const positions = new WeakMap<DirtyRow, OutboxPosition>();
 /**
  * Reads up to `limit` outbox entries, oldest version first, with their rows;
  * with `after` (a row an earlier read returned), only the entries after it in
- * that order. Entries whose table is no longer declared or whose row is gone
- * (removed by raw SQL) cannot be sent; they are removed so they never hold a
- * slot.
+ * that order. One statement reads entries and rows together, so they are one
+ * snapshot. Entries whose table is no longer declared or whose row is gone
+ * (removed by raw SQL) cannot be sent; they move to `_sync_rejected` so they
+ * never hold a slot.
  */
 export async function readDirtyRows(
   executor: SqlExecutor,
@@ -152,74 +153,99 @@ export async function readDirtyRows(
   const from = after === undefined
     ? undefined
     : positions.get(after as DirtyRow) ?? [after.version, after.table, after.id];
-  // Both reads return one JSON value each: reading a result row costs more
-  // than building it in SQLite and parsing it in one go.
   const { rows: [head] } = await executor.execute({
-    sql: `SELECT json_group_array(json_array(table_name, row_id, version) ORDER BY version, ` +
-      `table_name, row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows` +
-      `${from === undefined ? "" : ` WHERE (version, table_name, row_id) > (?, ?, ?)`} ` +
-      `ORDER BY version, table_name, row_id LIMIT ?)`,
+    sql: outboxReadSql(tables, from !== undefined),
     args: [...(from ?? []), limit],
   });
-  const entries = JSON.parse(String(head?.entries ?? "[]")) as [string, string, string][];
-  const idsByTable = new Map<string, string[]>();
-  for (const [table, id] of entries) {
-    const ids = idsByTable.get(table);
-    if (ids === undefined) idsByTable.set(table, [id]);
-    else ids.push(id);
-  }
-
-  const found = new Map<string, DirtyRow>();
-  const orphans: SqlStatement[] = [];
-  // Entries that can no longer be sent move to _sync_rejected, with the reason.
-  const forget = (table: string, ids: readonly string[], code: string, message: string) => {
-    const which =
-      `FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`;
-    orphans.push(
-      {
-        sql: `INSERT INTO _sync_rejected ` +
-          `(table_name, row_id, version, code, message, change, rejected_at) ` +
-          `SELECT table_name, row_id, version, ?, ?, json_object('table', table_name, 'id', ` +
-          `row_id, 'version', version, 'deleted', json('false'), 'data', json('{}')), ` +
-          `strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ${which} ` +
-          `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
-          `code = excluded.code, message = excluded.message, change = excluded.change, ` +
-          `rejected_at = excluded.rejected_at`,
-        args: [code, message, table, JSON.stringify(ids)],
-      },
-      { sql: `DELETE ${which}`, args: [table, JSON.stringify(ids)] },
-    );
-  };
-  for (const [table, ids] of idsByTable) {
-    const info = tables.get(table);
-    if (info === undefined || !info.synced) {
-      forget(table, ids, "unknown_table", `Table ${table} is no longer a synced table`);
-      continue;
-    }
-    const { rows: [page] } = await executor.execute({
-      sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
-        `WHERE system_id IN (SELECT value FROM json_each(?))`,
-      args: [JSON.stringify(ids)],
-    });
-    for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
-      const dirty = toDirtyRow(info, values);
-      found.set(`${table}\u0000${dirty.id}`, dirty);
-    }
-    const missing = ids.filter((id) => !found.has(`${table}\u0000${id}`));
-    if (missing.length > 0) {
-      forget(table, missing, "row_missing", `The row was removed from ${table} outside the API`);
-    }
-  }
-  if (orphans.length > 0) await executor.batch(orphans);
+  // One JSON value: reading a result row costs more than building it in
+  // SQLite and parsing it in one go.
+  const entries = JSON.parse(String(head?.entries ?? "[]")) as OutboxEntryJson[];
 
   const result: DirtyRow[] = [];
-  for (const [table, id, version] of entries) {
-    const row = found.get(`${table}\u0000${id}`);
-    if (row === undefined) continue;
-    positions.set(row, [version, table, id]);
-    result.push(row);
+  const unsendable = new Map<string, { ids: string[]; code: string; message: string }>();
+  for (const [table, id, version, values] of entries) {
+    const info = tables.get(table);
+    if (info !== undefined && values !== null) {
+      const row = toDirtyRow(info, values);
+      positions.set(row, [version, table, id]);
+      result.push(row);
+      continue;
+    }
+    const known = info !== undefined && info.synced;
+    const reason = unsendable.get(table) ?? {
+      ids: [],
+      code: known ? "row_missing" : "unknown_table",
+      message: known
+        ? `The row was removed from ${table} outside the API`
+        : `Table ${table} is no longer a synced table`,
+    };
+    reason.ids.push(id);
+    unsendable.set(table, reason);
+  }
+  if (unsendable.size > 0) {
+    await executor.batch(
+      [...unsendable].flatMap(([table, { ids, code, message }]) =>
+        forgetStatements(table, ids, code, message)
+      ),
+    );
   }
   return result;
+}
+
+// An outbox entry as the read returns it: table, id, entry version, and the
+// row's values (`dirtyRowJsonSql`), or null when the row cannot be sent.
+type OutboxEntryJson = [string, string, string, unknown[] | null];
+
+const readSqlCache = new WeakMap<ReadonlyMap<string, TableInfo>, [string, string]>();
+
+// The outbox read: the next entries in outbox order, each with its row read
+// by primary key from its table (only the branch of its table runs).
+function outboxReadSql(tables: ReadonlyMap<string, TableInfo>, after: boolean): string {
+  let cached = readSqlCache.get(tables);
+  if (cached === undefined) {
+    const branches = [...tables.values()].filter((info) => info.synced).map((info) =>
+      ` WHEN ${sqlString(info.name)} THEN json((SELECT ${dirtyRowJsonSql(info)} ` +
+      `FROM ${info.quoted} WHERE system_id = e.row_id))`
+    );
+    const row = branches.length === 0 ? "NULL" : `CASE e.table_name${branches.join("")} END`;
+    const order = `ORDER BY version, table_name, row_id`;
+    const read = (where: string) =>
+      `SELECT json_group_array(json_array(e.table_name, e.row_id, e.version, ${row}) ${order}) ` +
+      `AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows${where} ${order} ` +
+      `LIMIT ?) e`;
+    cached = [read(""), read(" WHERE (version, table_name, row_id) > (?, ?, ?)")];
+    readSqlCache.set(tables, cached);
+  }
+  return cached[after ? 1 : 0];
+}
+
+function sqlString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+// Moves entries that can no longer be sent to _sync_rejected, with the reason.
+function forgetStatements(
+  table: string,
+  ids: readonly string[],
+  code: string,
+  message: string,
+): SqlStatement[] {
+  const which =
+    `FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`;
+  return [
+    {
+      sql: `INSERT INTO _sync_rejected ` +
+        `(table_name, row_id, version, code, message, change, rejected_at) ` +
+        `SELECT table_name, row_id, version, ?, ?, json_object('table', table_name, 'id', ` +
+        `row_id, 'version', version, 'deleted', json('false'), 'data', json('{}')), ` +
+        `strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ${which} ` +
+        `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
+        `code = excluded.code, message = excluded.message, change = excluded.change, ` +
+        `rejected_at = excluded.rejected_at`,
+      args: [code, message, table, JSON.stringify(ids)],
+    },
+    { sql: `DELETE ${which}`, args: [table, JSON.stringify(ids)] },
+  ];
 }
 
 // One outbox row as a JSON array: the declared columns (blobs as hex), then

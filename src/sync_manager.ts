@@ -3,9 +3,10 @@
  * the `onFetch` / `onSend` pair of the declarative_sqlite seed (or the ready
  * pair of `createHttpSync`).
  *
- * A sync sends first — the outbox in bounded batches, oldest change first —
- * then fetches until no page is left (at most `maxFetchPages` pages a sync;
- * the next sync goes on from the stored cursors). Only one sync runs at a time; a call
+ * A sync sends first — the outbox in bounded batches, oldest change first,
+ * `sendConcurrency` batches in flight while the next is read — then fetches
+ * until no page is left (at most `maxFetchPages` pages a sync; the next sync
+ * goes on from the stored cursors). Only one sync runs at a time; a call
  * during a sync joins it. A failed sync is retried on its own with capped
  * exponential backoff and jitter, whether or not anything is written locally
  * meanwhile; a successful one schedules the next after `syncInterval`.
@@ -81,6 +82,14 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
   onSend: (operations: DirtyRow[], db: Database<T>) => Promise<SendResult>;
   /** Changes per `onSend` call (default 500). */
   batchSize?: number;
+  /**
+   * Batches sent before the first of them is answered (default 2): the next
+   * batch waits at the server while the client handles an answer, and the
+   * network's round trip is paid once per window instead of once per batch.
+   * `onSend` is then called again before its previous call resolved; use 1
+   * for strictly one call at a time.
+   */
+  sendConcurrency?: number;
   /** First retry delay after a failure, ms (default 1,000). */
   retryDelay?: number;
   /** Largest retry delay, ms (default 60,000). */
@@ -124,6 +133,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       const name of [
         "syncInterval",
         "batchSize",
+        "sendConcurrency",
         "retryDelay",
         "maxRetryDelay",
         "maxFetchPages",
@@ -133,6 +143,10 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
         throw new RangeError(`${name} must be a positive number, got ${value}`);
       }
+    }
+    const { sendConcurrency } = options;
+    if (sendConcurrency !== undefined && !Number.isSafeInteger(sendConcurrency)) {
+      throw new RangeError(`sendConcurrency must be a positive integer, got ${sendConcurrency}`);
     }
     this.#options = options;
     this.#db = options.database;
@@ -222,27 +236,44 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     // Enough rounds for what waited at the start: writes made during the sync
     // wait for the next one instead of keeping this one going.
     const rounds = Math.ceil(waiting / batchSize) + 1;
-    let batch = await this.#db.getDirtyRows({ limit: batchSize });
-    for (let round = 0; round < rounds && batch.length > 0; round++) {
-      const sending = this.#options.onSend(batch, this.#db);
-      // The next batch is read while this one travels: it starts after this
-      // batch's last entry, so it needs no acknowledgement to exclude them.
-      const reading = round + 1 < rounds
-        ? this.#db.getDirtyRows({ limit: batchSize, after: batch.at(-1) })
-        : Promise.resolve([]);
-      reading.catch(() => undefined); // awaited below, unless the send fails first
-      const decided = await this.#settle(batch, await sending);
-      // A batch nothing was decided for would come back unchanged: stop here.
-      if (decided === 0) return;
-      batch = await reading;
+    const read = (after?: DirtyRow) => this.#db.getDirtyRows({ limit: batchSize, after });
+    const send = (batch: DirtyRow[]) =>
+      handled(Promise.resolve(this.#options.onSend(batch, this.#db)));
+    const window = this.#options.sendConcurrency ?? 2;
+    // A pipeline of up to `window` batches in flight, answered in order. Each
+    // read starts after the last entry of the batch before it, so what is in
+    // flight needs no acknowledgement to be left out; once batch N is
+    // answered, the window is topped up before N's verdicts are written.
+    const inFlight: { batch: DirtyRow[]; sending: Promise<SendResult> }[] = [];
+    let last: DirtyRow | undefined;
+    let round = 0;
+    const fill = async () => {
+      while (inFlight.length < window && round < rounds) {
+        round++;
+        const batch = await read(last);
+        if (batch.length === 0) {
+          round = rounds;
+          return;
+        }
+        last = batch.at(-1);
+        inFlight.push({ batch, sending: send(batch) });
+      }
+    };
+    await fill();
+    while (inFlight.length > 0) {
+      const { batch, sending } = inFlight.shift()!;
+      const result = await sending;
+      if (result === false) {
+        throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
+      }
+      await fill();
+      await this.#settle(batch, result);
     }
   }
 
-  // Applies the verdicts of one sent batch; returns how many changes they settled.
-  async #settle(batch: readonly DirtyRow[], result: SendResult): Promise<number> {
-    if (result === false) {
-      throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
-    }
+  // Applies the verdicts of one sent batch. A change without a verdict stays
+  // queued for the next sync (reads move on past it, so it is not resent now).
+  async #settle(batch: readonly DirtyRow[], result: Exclude<SendResult, false>): Promise<void> {
     const verdicts = result === true
       ? undefined
       : Array.isArray(result)
@@ -285,12 +316,10 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       );
     }
     // Counted exactly once the sync ends; meanwhile, what this batch settled.
-    const settled = acknowledged.length + rejections.length;
     this.#update({
-      pending: Math.max(0, this.#status.pending - settled),
+      pending: Math.max(0, this.#status.pending - acknowledged.length - rejections.length),
       rejected: this.#status.rejected + rejections.length,
     });
-    return settled;
   }
 
   async #fetch(): Promise<void> {
@@ -352,4 +381,11 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     this.#status = next;
     this.dispatchEvent(new CustomEvent<SyncStatus>("status", { detail: next }));
   }
+}
+
+// A promise whose rejection is reported where it is awaited, and not as
+// unhandled if a failure before that point ends the sync first.
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }

@@ -121,6 +121,37 @@ test("the next batch is read while one is being sent; a row rewritten meanwhile 
   await db.close();
 });
 
+test("up to sendConcurrency batches travel at once; every change is sent once", async () => {
+  for (const [concurrency, expected] of [[undefined, 2], [1, 1], [3, 3]] as const) {
+    const db = await openMemory({ schema });
+    await db.insertMany("tasks", Array.from({ length: 9 }, (_, i) => ({ title: `t${i}` })));
+    let active = 0;
+    let most = 0;
+    const sent: string[] = [];
+    const manager = new ServerSyncManager({
+      database: db,
+      batchSize: 2,
+      sendConcurrency: concurrency,
+      onFetch: noFetch,
+      onSend: async (operations: DirtyRow[]) => {
+        active++;
+        most = Math.max(most, active);
+        sent.push(...operations.map((o) => String(o.data.title)));
+        // The first batch is answered last: verdicts still apply in order.
+        await new Promise((resolve) => setTimeout(resolve, sent.length <= 2 ? 30 : 5));
+        active--;
+        return true;
+      },
+    });
+    await manager.syncNow();
+    assert.equal(most, expected, `sendConcurrency ${concurrency}`);
+    assert.deepEqual(sent, Array.from({ length: 9 }, (_, i) => `t${i}`));
+    assert.equal(await db.countDirtyRows(), 0);
+    assert.equal(manager.status.pending, 0);
+    await db.close();
+  }
+});
+
 test("one sync at a time: a call during a sync joins it", async () => {
   const db = await openMemory({ schema });
   await db.insert("tasks", { title: "a" });
@@ -319,6 +350,18 @@ test("the manager refuses options that cannot work", async () => {
       }),
     RangeError,
   );
+  for (const sendConcurrency of [0, 0.5, 1.5]) {
+    assert.throws(
+      () =>
+        new ServerSyncManager({
+          database: db,
+          onFetch: noFetch,
+          onSend: () => Promise.resolve(true),
+          sendConcurrency,
+        }),
+      RangeError,
+    );
+  }
   await db.close();
 });
 
