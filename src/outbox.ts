@@ -130,7 +130,7 @@ export async function countDirtyRows(executor: SqlExecutor): Promise<number> {
  * outbox entry's own version, which for a column table can be older than the
  * row's version a `DirtyRow` carries.
  */
-type OutboxPosition = readonly [version: string, table: string, id: string];
+type OutboxPosition = [version: string, table: string, id: string];
 
 // The outbox position of each row `readDirtyRows` returned, so that a later
 // read can continue after it exactly (`after`).
@@ -139,10 +139,14 @@ const positions = new WeakMap<DirtyRow, OutboxPosition>();
 /**
  * Reads up to `limit` outbox entries, oldest version first, with their rows;
  * with `after` (a row an earlier read returned), only the entries after it in
- * that order. One statement reads entries and rows together, so they are one
- * snapshot. Entries whose table is no longer declared or whose row is gone
+ * that order. Entries whose table is no longer declared or whose row is gone
  * (removed by raw SQL) cannot be sent; they move to `_sync_rejected` so they
  * never hold a slot.
+ *
+ * Entries and rows are two reads (one per table for the rows; faster than one
+ * statement looking each row up in outbox order). A write between them is
+ * harmless: a row carries its own current version with its data, and an entry
+ * it moved is read again after this batch.
  */
 export async function readDirtyRows(
   executor: SqlExecutor,
@@ -153,74 +157,71 @@ export async function readDirtyRows(
   const from = after === undefined
     ? undefined
     : positions.get(after as DirtyRow) ?? [after.version, after.table, after.id];
+  // Each read returns one JSON value: reading a result row costs more than
+  // building it in SQLite and parsing it in one go.
   const { rows: [head] } = await executor.execute({
-    sql: outboxReadSql(tables, from !== undefined),
+    sql: `SELECT json_group_array(json_array(version, table_name, row_id) ORDER BY version, ` +
+      `table_name, row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows` +
+      `${from === undefined ? "" : ` WHERE (version, table_name, row_id) > (?, ?, ?)`} ` +
+      `ORDER BY version, table_name, row_id LIMIT ?)`,
     args: [...(from ?? []), limit],
   });
-  // One JSON value: reading a result row costs more than building it in
-  // SQLite and parsing it in one go.
-  const entries = JSON.parse(String(head?.entries ?? "[]")) as OutboxEntryJson[];
+  const entries = JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
+  const idsByTable = new Map<string, string[]>();
+  for (const [, table, id] of entries) {
+    const ids = idsByTable.get(table);
+    if (ids === undefined) idsByTable.set(table, [id]);
+    else ids.push(id);
+  }
 
-  const result: DirtyRow[] = [];
-  const unsendable = new Map<string, { ids: string[]; code: string; message: string }>();
-  for (const [table, id, version, values] of entries) {
+  const found = new Map<string, Map<string, DirtyRow>>();
+  const unsendable: SqlStatement[] = [];
+  for (const [table, ids] of idsByTable) {
     const info = tables.get(table);
-    if (info !== undefined && values !== null) {
-      const row = toDirtyRow(info, values);
-      positions.set(row, [version, table, id]);
-      result.push(row);
+    if (info === undefined || !info.synced) {
+      unsendable.push(
+        ...forgetStatements(
+          table,
+          ids,
+          "unknown_table",
+          `Table ${table} is no longer a synced table`,
+        ),
+      );
       continue;
     }
-    const known = info !== undefined && info.synced;
-    const reason = unsendable.get(table) ?? {
-      ids: [],
-      code: known ? "row_missing" : "unknown_table",
-      message: known
-        ? `The row was removed from ${table} outside the API`
-        : `Table ${table} is no longer a synced table`,
-    };
-    reason.ids.push(id);
-    unsendable.set(table, reason);
+    const { rows: [page] } = await executor.execute({
+      sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
+        `WHERE system_id IN (SELECT value FROM json_each(?))`,
+      args: [JSON.stringify(ids)],
+    });
+    const byId = new Map<string, DirtyRow>();
+    for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
+      const row = toDirtyRow(info, values);
+      byId.set(row.id, row);
+    }
+    found.set(table, byId);
+    const missing = byId.size === ids.length ? [] : ids.filter((id) => !byId.has(id));
+    if (missing.length > 0) {
+      unsendable.push(
+        ...forgetStatements(
+          table,
+          missing,
+          "row_missing",
+          `The row was removed from ${table} outside the API`,
+        ),
+      );
+    }
   }
-  if (unsendable.size > 0) {
-    await executor.batch(
-      [...unsendable].flatMap(([table, { ids, code, message }]) =>
-        forgetStatements(table, ids, code, message)
-      ),
-    );
+  if (unsendable.length > 0) await executor.batch(unsendable);
+
+  const result: DirtyRow[] = [];
+  for (const position of entries) {
+    const row = found.get(position[1])?.get(position[2]);
+    if (row === undefined) continue;
+    positions.set(row, position);
+    result.push(row);
   }
   return result;
-}
-
-// An outbox entry as the read returns it: table, id, entry version, and the
-// row's values (`dirtyRowJsonSql`), or null when the row cannot be sent.
-type OutboxEntryJson = [string, string, string, unknown[] | null];
-
-const readSqlCache = new WeakMap<ReadonlyMap<string, TableInfo>, [string, string]>();
-
-// The outbox read: the next entries in outbox order, each with its row read
-// by primary key from its table (only the branch of its table runs).
-function outboxReadSql(tables: ReadonlyMap<string, TableInfo>, after: boolean): string {
-  let cached = readSqlCache.get(tables);
-  if (cached === undefined) {
-    const branches = [...tables.values()].filter((info) => info.synced).map((info) =>
-      ` WHEN ${sqlString(info.name)} THEN json((SELECT ${dirtyRowJsonSql(info)} ` +
-      `FROM ${info.quoted} WHERE system_id = e.row_id))`
-    );
-    const row = branches.length === 0 ? "NULL" : `CASE e.table_name${branches.join("")} END`;
-    const order = `ORDER BY version, table_name, row_id`;
-    const read = (where: string) =>
-      `SELECT json_group_array(json_array(e.table_name, e.row_id, e.version, ${row}) ${order}) ` +
-      `AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows${where} ${order} ` +
-      `LIMIT ?) e`;
-    cached = [read(""), read(" WHERE (version, table_name, row_id) > (?, ?, ?)")];
-    readSqlCache.set(tables, cached);
-  }
-  return cached[after ? 1 : 0];
-}
-
-function sqlString(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }
 
 // Moves entries that can no longer be sent to _sync_rejected, with the reason.
