@@ -11,8 +11,11 @@
  *
  * 1. End to end: client A pushes 100,000 rows with `manager.syncNow()`, a fresh
  *    client B pulls them with `manager.syncNow()`; against one raw libSQL
- *    `client.batch` of the same 100,000 INSERTs. Server and clients share this
- *    process. Median of `E2E_ITERATIONS` runs after a 10,000-row warm-up.
+ *    `client.batch` of the same 100,000 INSERTs. The server runs in a child
+ *    process (`sync_server.ts`), as it is deployed: apart from the clients,
+ *    started once and warmed up, with a fresh database for every run; both
+ *    clients run in this process. Median of `E2E_ITERATIONS` runs after a
+ *    10,000-row warm-up.
  * 2. Initial pull of 1,000,000 rows into an empty client: peak RSS of the
  *    client, a child process (`pull_1m.ts`), syncing from a server in another
  *    child process (`sync_server.ts`, seeded with 1,000,000 rows).
@@ -29,22 +32,17 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { createClient } from "@libsql/client";
 import autocannon from "autocannon";
 import { createHlc, uuidv7 } from "../mod.ts";
 import {
-  createSyncServer,
   DEFAULT_MAX_CHANGES_PER_PUSH,
   DEFAULT_MAX_PULL_LIMIT,
-  openServerDatabase,
   PROTOCOL_VERSION,
-  serve,
 } from "../server/mod.ts";
 import { createHttpSync } from "../src/http_sync.ts";
-import { libsqlAdapter } from "../src/libsql.ts";
 import { ServerSyncManager } from "../src/sync_manager.ts";
 import type { PullMemoryReport } from "./pull_1m.ts";
-import type { ServerReady } from "./sync_server.ts";
+import type { ServerReady, ServerTimes } from "./sync_server.ts";
 import {
   makeIds,
   openRawDatabase,
@@ -390,17 +388,13 @@ function count(text: string, needle: string): number {
 interface E2eSample {
   /** Client A's `syncNow()`. */
   readonly pushMs: number;
-  /** Of which in `onSend` (the push requests and their answers). */
-  readonly sendMs: number;
-  /** Of which in the server's `database.push`. */
+  /** Of which the server's `database.push` (inside its requests). */
   readonly serverPushMs: number;
-  /** Of which reading the outbox (`getDirtyRows`). */
+  /** Client A reading its outbox (`getDirtyRows`), overlapping the pushes. */
   readonly readMs: number;
-  /** Of which acknowledging the pushed changes (`acknowledgeDirtyRows`). */
+  /** Client A acknowledging pushed changes (`acknowledgeDirtyRows`), overlapping the pushes. */
   readonly ackMs: number;
-  /** Of which counting the outbox (`countDirtyRows`). */
-  readonly countMs: number;
-  /** Of which in `onFetch`: pulling back what A just pushed. */
+  /** Client A's `onFetch` at the end of its sync: pages of changes of others (none). */
   readonly echoMs: number;
   readonly pushes: number;
   readonly echoPages: number;
@@ -408,9 +402,13 @@ interface E2eSample {
   readonly pullMs: number;
   /** Of which in B's `applyServerChanges`. */
   readonly applyMs: number;
-  /** Of which in the server's `database.pullJson`. */
+  /** Of which the server's `database.pullJson` (overlapping B's merges). */
   readonly serverPullMs: number;
   readonly pullPages: number;
+  /** CPU time (user + system) of this process (both clients) during push and pull. */
+  readonly clientCpuMs: number;
+  /** CPU time of the server process during push and pull. */
+  readonly serverCpuMs: number;
 }
 
 let databases = 0;
@@ -418,12 +416,12 @@ let databases = 0;
 const CHECKSUM = `SELECT count(*) AS n, sum(done) AS done, sum(length(title)) AS title, ` +
   `sum(length(notes)) AS notes, sum(priority) AS priority, sum(is_deleted) AS deleted FROM tasks`;
 
-// A manager over HTTP whose database calls and transport time themselves.
+// A manager over HTTP (the library's defaults but batch sizes) whose database
+// calls and transport time themselves.
 function timedManager(database: TasksDatabase, url: string) {
   const db = timeMethods(database, [
     "getDirtyRows",
     "acknowledgeDirtyRows",
-    "countDirtyRows",
     "applyServerChanges",
   ]);
   const http = timeMethods(createHttpSync({ url, pullLimit: PULL_LIMIT, timeout: 120_000 }), [
@@ -439,44 +437,44 @@ function timedManager(database: TasksDatabase, url: string) {
   return { manager, times: { ...db.times, ...http.times } };
 }
 
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+// One run on fresh databases: the server child starts a new server on a new
+// file, A and B are new `file:` databases in this process.
 async function e2eOnce(
+  server: ServerChild,
   ids: readonly string[],
   inputs: readonly Record<string, unknown>[],
 ): Promise<E2eSample> {
   const n = databases++;
   const paths = ["server", "a", "b"].map((name) => join(dir.path, `e2e-${n}-${name}.db`));
-  const serverClient = createClient({ url: `file:${paths[0]}` });
-  const database = await openServerDatabase({
-    adapter: libsqlAdapter(serverClient),
-    schema,
-    journalMode: "wal", // as server/main.ts does for file: databases
-  });
-  const served = timeMethods(database, ["push", "pullJson"]);
-  const server = await serve(createSyncServer({ database: served.proxy }).fetch, {
-    hostname: "127.0.0.1",
-  });
+  const { url } = await server.ask<ServerReady>(`open ${paths[0]}`);
   const a = await openTasksDatabase(`file:${paths[1]}`, "bench-client-a");
   const b = await openTasksDatabase(`file:${paths[2]}`, "bench-client-b");
   try {
     await a.insertMany("tasks", inputs as never);
 
-    const sender = timedManager(a, server.url);
+    const sender = timedManager(a, url);
+    const receiver = timedManager(b, url);
+    const cpuStart = cpuMs();
+    const before = await server.ask<ServerTimes>("times");
     let start = performance.now();
     await sender.manager.syncNow();
     const pushMs = performance.now() - start;
-    const serverPushMs = served.times.push.ms;
-
-    const receiver = timedManager(b, server.url);
-    const serverPullBefore = served.times.pullJson.ms;
+    const pushed = await server.ask<ServerTimes>("times");
     start = performance.now();
     await receiver.manager.syncNow();
     const pullMs = performance.now() - start;
-    const serverPullMs = served.times.pullJson.ms - serverPullBefore;
+    const after = await server.ask<ServerTimes>("times");
+    const clientCpuMs = cpuMs() - cpuStart;
 
     // Correctness: B holds every row as A wrote it, A's outbox is empty, nothing was refused.
     const [sumA] = await a.query(CHECKSUM);
     const [sumB] = await b.query(CHECKSUM);
-    const { rows: [onServer] } = await serverClient.execute(`SELECT count(*) AS n FROM tasks`);
+    const { sequence } = await server.ask<{ sequence: number }>("sequence");
     const pending = await a.countDirtyRows();
     const rejected = (await a.getRejectedRows()).length;
     const failures: string[] = [];
@@ -484,7 +482,7 @@ async function e2eOnce(
     if (JSON.stringify(sumA) !== JSON.stringify(sumB)) {
       failures.push(`A and B differ: ${JSON.stringify(sumA)} vs ${JSON.stringify(sumB)}`);
     }
-    if (Number(onServer?.n) !== ids.length) failures.push(`the server holds ${onServer?.n} rows`);
+    if (sequence !== ids.length) failures.push(`the server accepted ${sequence} changes`);
     if (pending !== 0) failures.push(`A's outbox still holds ${pending} changes`);
     if (rejected !== 0) failures.push(`A has ${rejected} rejected changes`);
     const first = await b.get("tasks", ids[0]!);
@@ -496,24 +494,22 @@ async function e2eOnce(
     const sent = sender.times;
     return {
       pushMs,
-      sendMs: sent.onSend.ms,
-      serverPushMs,
+      serverPushMs: pushed.pushMs - before.pushMs,
       readMs: sent.getDirtyRows.ms,
       ackMs: sent.acknowledgeDirtyRows.ms,
-      countMs: sent.countDirtyRows.ms,
       echoMs: sent.onFetch.ms,
       pushes: sent.onSend.calls,
       echoPages: sent.onFetch.calls,
       pullMs,
       applyMs: receiver.times.applyServerChanges.ms,
-      serverPullMs,
+      serverPullMs: after.pullMs - pushed.pullMs,
       pullPages: receiver.times.onFetch.calls,
+      clientCpuMs,
+      serverCpuMs: after.cpuMs - before.cpuMs,
     };
   } finally {
     await a.close();
     await b.close();
-    await server.close();
-    await database.close();
     for (const path of paths) removeDatabaseFiles(path);
   }
 }
@@ -540,25 +536,36 @@ function workload(rows: number) {
 }
 
 async function benchEndToEnd(): Promise<Row[]> {
-  progress(`end to end: warm-up with ${formatNumber(WARMUP_ROWS)} rows …`);
-  const warm = workload(WARMUP_ROWS);
-  await e2eOnce(warm.ids, warm.inputs);
-  await rawOnce(warm.ids, warm.versions);
+  progress(`end to end: starting the server process …`);
+  const first = join(dir.path, "e2e-first.db");
+  const server = await startServerChild(first, 0);
+  try {
+    progress(`end to end: warm-up with ${formatNumber(WARMUP_ROWS)} rows …`);
+    const warm = workload(WARMUP_ROWS);
+    await e2eOnce(server, warm.ids, warm.inputs);
+    await rawOnce(warm.ids, warm.versions);
 
-  const { ids, versions, inputs } = workload(E2E_ROWS);
-  const samples: E2eSample[] = [];
-  const raws: number[] = [];
-  for (let i = 0; i < E2E_ITERATIONS; i++) {
-    progress(`end to end: ${formatNumber(E2E_ROWS)} rows, run ${i + 1} of ${E2E_ITERATIONS} …`);
-    if (i % 2 === 0) {
-      samples.push(await e2eOnce(ids, inputs));
-      raws.push(await rawOnce(ids, versions));
-    } else {
-      raws.push(await rawOnce(ids, versions));
-      samples.push(await e2eOnce(ids, inputs));
+    const { ids, versions, inputs } = workload(E2E_ROWS);
+    const samples: E2eSample[] = [];
+    const raws: number[] = [];
+    for (let i = 0; i < E2E_ITERATIONS; i++) {
+      progress(`end to end: ${formatNumber(E2E_ROWS)} rows, run ${i + 1} of ${E2E_ITERATIONS} …`);
+      if (i % 2 === 0) {
+        samples.push(await e2eOnce(server, ids, inputs));
+        raws.push(await rawOnce(ids, versions));
+      } else {
+        raws.push(await rawOnce(ids, versions));
+        samples.push(await e2eOnce(server, ids, inputs));
+      }
     }
+    return endToEndRows(samples, raws);
+  } finally {
+    await server.close();
+    removeDatabaseFiles(first);
   }
+}
 
+function endToEndRows(samples: readonly E2eSample[], raws: readonly number[]): Row[] {
   const raw = median(raws);
   const med = (pick: (s: E2eSample) => number) => median(samples.map(pick));
   const push = med((s) => s.pushMs);
@@ -572,11 +579,10 @@ async function benchEndToEnd(): Promise<Row[]> {
     [
       `Push: client A \`syncNow()\` of ${formatNumber(E2E_ROWS)} new rows (batchSize ` +
       `${formatNumber(BATCH_SIZE)})`,
-      `${ms(push)} (${rate(E2E_ROWS, push)} rows/s), of which: ${pushes} pushes ` +
-      `${ms(med((s) => s.sendMs))} (server \`database.push\` ${ms(med((s) => s.serverPushMs))}), ` +
-      `outbox reads ${ms(med((s) => s.readMs))}, acknowledgements ${ms(med((s) => s.ackMs))}, ` +
-      `outbox counts ${ms(med((s) => s.countMs))}, ${echoPages} pull pages bringing A's own ` +
-      `rows back ${ms(med((s) => s.echoMs))}`,
+      `${ms(push)} (${rate(E2E_ROWS, push)} rows/s): ${pushes} pushes, 2 in flight; server ` +
+      `\`database.push\` ${ms(med((s) => s.serverPushMs))}; meanwhile A's outbox reads ` +
+      `${ms(med((s) => s.readMs))} and acknowledgements ${ms(med((s) => s.ackMs))}; then ` +
+      `${echoPages} pull pages of others' changes ${ms(med((s) => s.echoMs))}`,
       rawCell,
       ratio(push),
       "—",
@@ -585,9 +591,9 @@ async function benchEndToEnd(): Promise<Row[]> {
     [
       `Pull: fresh client B \`syncNow()\` of ${formatNumber(E2E_ROWS)} rows (pullLimit ` +
       `${formatNumber(PULL_LIMIT)})`,
-      `${ms(pull)} (${rate(E2E_ROWS, pull)} rows/s), ${pullPages} pages, of which: server ` +
-      `\`database.pull\` ${ms(med((s) => s.serverPullMs))}, B's \`applyServerChanges\` ` +
-      `${ms(med((s) => s.applyMs))}`,
+      `${ms(pull)} (${rate(E2E_ROWS, pull)} rows/s): ${pullPages} pages, each asked for while ` +
+      `the one before is merged; server \`database.pull\` ${ms(med((s) => s.serverPullMs))}, ` +
+      `B's \`applyServerChanges\` ${ms(med((s) => s.applyMs))}`,
       rawCell,
       ratio(pull),
       "—",
@@ -595,7 +601,8 @@ async function benchEndToEnd(): Promise<Row[]> {
     ],
     [
       `End to end: ${formatNumber(E2E_ROWS)} rows from A's database to B's (push + pull)`,
-      `${ms(total)} (${formatNumber(endToEndRate)} rows/s)`,
+      `${ms(total)} (${formatNumber(endToEndRate)} rows/s); CPU: clients ` +
+      `${ms(med((s) => s.clientCpuMs))}, server ${ms(med((s) => s.serverCpuMs))}`,
       rawCell,
       ratio(total),
       `≥ ${formatNumber(E2E_TARGET_ROWS_PER_S)} rows/s`,
@@ -633,8 +640,9 @@ try {
   console.log(`### Sync benchmarks — ${runtime.label}`);
   console.log();
   console.log(
-    `\`${commandLine()}\`, ${new Date().toISOString().slice(0, 10)}. Rows 1–3: server and ` +
-      `clients in this process over loopback HTTP, \`file:\` databases, median of ` +
+    `\`${commandLine()}\`, ${new Date().toISOString().slice(0, 10)}. Rows 1–3: server in a ` +
+      `child process (as deployed; fresh database each run), clients in this one, over ` +
+      `loopback HTTP, \`file:\` databases, median of ` +
       `${E2E_ITERATIONS} runs after a ${formatNumber(WARMUP_ROWS)}-row warm-up; raw = ` +
       `\`@libsql/client\` \`client.batch(stmts, "write")\` of the same rows, one INSERT per ` +
       `row. Row 4: client in a child process, server in another. Rows 5–6: server in a child ` +

@@ -10,8 +10,12 @@
  * Once listening it prints one JSON line ({@linkcode ServerReady}) on stdout,
  * then reads commands from stdin, one per line, answering each with one JSON
  * line: `sequence` → `{ "sequence": n }` (the server's change sequence, i.e. the
- * cursor of a client that has pulled everything), `stats` → `{ "rssMb": … }`.
- * When stdin ends it closes the server and the database and exits.
+ * cursor of a client that has pulled everything), `stats` → `{ "rssMb": … }`,
+ * `times` → {@linkcode ServerTimes}, `open <file>` → closes the server and its
+ * database and starts a new one, unseeded, on `<file>` (answering a new
+ * {@linkcode ServerReady}: a new port), so that runs on fresh databases share
+ * one warmed-up process. When stdin ends it closes the server and the database
+ * and exits.
  *
  * Seeding writes the rows straight into the server's table with one SQL
  * statement (a recursive CTE), after `openServerDatabase` has created the
@@ -30,6 +34,7 @@ import { createClient } from "@libsql/client";
 import { createSyncServer, openServerDatabase, serve } from "../server/mod.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
 import { schema } from "./fixtures.ts";
+import { timeMethods } from "./lib.ts";
 
 /** The line printed once the server listens. */
 export interface ServerReady {
@@ -43,7 +48,22 @@ export interface ServerReady {
   readonly sequence: number;
 }
 
+/** The answer to `times`: the database's push and pull, and the process's CPU time, since the last `open`. */
+export interface ServerTimes {
+  readonly pushMs: number;
+  readonly pushes: number;
+  readonly pullMs: number;
+  readonly pulls: number;
+  /** CPU time of this process (user + system), ms. */
+  readonly cpuMs: number;
+}
+
 const MB = 1024 * 1024;
+
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
 
 function option(name: string): string | undefined {
   const at = process.argv.indexOf(`--${name}`);
@@ -70,52 +90,81 @@ const path = option("db");
 if (path === undefined) throw new Error("usage: sync_server.ts --db <file> [--seed <rows>]");
 const seed = Number(option("seed") ?? 0);
 
-const client = createClient({ url: `file:${path}` });
-const database = await openServerDatabase({
-  adapter: libsqlAdapter(client),
-  schema,
-  journalMode: "wal", // as server/main.ts does for file: databases
-});
+/** A running server on one database file, timing the database's push and pull. */
+async function start(path: string, seed: number) {
+  const client = createClient({ url: `file:${path}` });
+  const opened = await openServerDatabase({
+    adapter: libsqlAdapter(client),
+    schema,
+    journalMode: "wal", // as server/main.ts does for file: databases
+  });
+  const timed = timeMethods(opened, ["push", "pullJson"]);
+  const cpuAtStart = cpuMs();
 
-const readSequence = async () => {
-  const { rows } = await client.execute(`SELECT value FROM _sync_meta WHERE key = 'sequence'`);
-  return rows[0] === undefined ? 0 : Number(rows[0].value);
-};
+  const readSequence = async () => {
+    const { rows } = await client.execute(`SELECT value FROM _sync_meta WHERE key = 'sequence'`);
+    return rows[0] === undefined ? 0 : Number(rows[0].value);
+  };
 
-const seedStart = performance.now();
-if (seed > 0) {
-  // The server's tables exist now; nothing else uses the connection yet.
-  await client.batch([
-    { sql: seedSql(Date.now() - 3_600_000), args: [seed] },
-    {
-      sql: `INSERT INTO _sync_meta (key, value) VALUES ('sequence', ?) ` +
-        `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-      args: [String(seed)],
+  const seedStart = performance.now();
+  if (seed > 0) {
+    // The server's tables exist now; nothing else uses the connection yet.
+    await client.batch([
+      { sql: seedSql(Date.now() - 3_600_000), args: [seed] },
+      {
+        sql: `INSERT INTO _sync_meta (key, value) VALUES ('sequence', ?) ` +
+          `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+        args: [String(seed)],
+      },
+    ], "write");
+  }
+  const seedMs = performance.now() - seedStart;
+
+  const server = await serve(createSyncServer({ database: timed.proxy }).fetch, {
+    hostname: "127.0.0.1",
+  });
+  const ready: ServerReady = {
+    url: server.url,
+    seeded: seed,
+    seedMs,
+    sequence: await readSequence(),
+  };
+  return {
+    ready,
+    readSequence,
+    times: (): ServerTimes => ({
+      pushMs: timed.times.push.ms,
+      pushes: timed.times.push.calls,
+      pullMs: timed.times.pullJson.ms,
+      pulls: timed.times.pullJson.calls,
+      cpuMs: cpuMs() - cpuAtStart,
+    }),
+    async close() {
+      await server.close();
+      await opened.close();
     },
-  ], "write");
+  };
 }
-const seedMs = performance.now() - seedStart;
 
-const server = await serve(createSyncServer({ database }).fetch, { hostname: "127.0.0.1" });
-const ready: ServerReady = {
-  url: server.url,
-  seeded: seed,
-  seedMs,
-  sequence: await readSequence(),
-};
-console.log(JSON.stringify(ready));
+let current = await start(path, seed);
+console.log(JSON.stringify(current.ready));
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {
-  const command = line.trim();
+  const [command, argument] = line.trim().split(/\s+/, 2);
   if (command === "sequence") {
-    console.log(JSON.stringify({ sequence: await readSequence() }));
+    console.log(JSON.stringify({ sequence: await current.readSequence() }));
   } else if (command === "stats") {
     console.log(JSON.stringify({ rssMb: process.memoryUsage().rss / MB }));
-  } else if (command !== "") {
+  } else if (command === "times") {
+    console.log(JSON.stringify(current.times()));
+  } else if (command === "open" && argument !== undefined) {
+    await current.close();
+    current = await start(argument, 0);
+    console.log(JSON.stringify(current.ready));
+  } else if (command !== "" && command !== undefined) {
     console.log(JSON.stringify({ error: `unknown command ${command}` }));
   }
 }
-await server.close();
-await database.close();
+await current.close();
 process.exit(0);
