@@ -196,6 +196,24 @@ test("getDirtyRows after a column-table row continues from its outbox entry, not
   await db.close();
 });
 
+test("acknowledging the rows of several reads at once keeps every write made after its read", async () => {
+  const db = await openMemory({ schema });
+  const [a, b] = await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
+  const first = await db.getDirtyRows({ limit: 1 }); // a
+  const a2 = await db.update("tasks", a!.system_id, { title: "a2" }); // written after that read
+  const c = await db.insert("tasks", { title: "c" });
+  const all = await db.getDirtyRows(); // b, a2, c
+  const last = await db.getDirtyRows({ after: all[1] }); // c: newer than a2
+  // Sent: a (first read) and c. Not sent: a2, b.
+  await db.acknowledgeDirtyRows([...first, ...last]);
+  assert.deepEqual((await db.getDirtyRows()).map((d) => [d.id, d.version]), [
+    [b!.system_id, b!.system_version],
+    [a2.system_id, a2.system_version],
+  ]);
+  assert.ok(c);
+  await db.close();
+});
+
 test("acknowledging removes an entry only if it still holds the sent version", async () => {
   const db = await openMemory({ schema });
   const a = await db.insert("tasks", { title: "a" });
