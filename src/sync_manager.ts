@@ -259,21 +259,40 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
         inFlight.push({ batch, sending: send(batch) });
       }
     };
-    await fill();
-    while (inFlight.length > 0) {
-      const { batch, sending } = inFlight.shift()!;
-      const result = await sending;
-      if (result === false) {
-        throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
-      }
+    // Acknowledgements wait for a few batches and are written together, in
+    // one transaction: the outbox is not rewritten once per batch. One that
+    // is lost (a crash) only sends its changes again, which LWW makes harmless.
+    const acknowledged: DirtyRow[] = [];
+    const flushAt = batchSize * ACK_BATCHES;
+    const flush = async () => {
+      if (acknowledged.length === 0) return;
+      await this.#db.acknowledgeDirtyRows(acknowledged.splice(0));
+    };
+    try {
       await fill();
-      await this.#settle(batch, result);
+      while (inFlight.length > 0) {
+        const { batch, sending } = inFlight.shift()!;
+        const result = await sending;
+        if (result === false) {
+          throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
+        }
+        await fill();
+        acknowledged.push(...await this.#settle(batch, result));
+        if (acknowledged.length >= flushAt) await flush();
+      }
+    } finally {
+      // Also when the sync fails: what was answered is settled.
+      await flush().catch(() => undefined);
     }
   }
 
-  // Applies the verdicts of one sent batch. A change without a verdict stays
-  // queued for the next sync (reads move on past it, so it is not resent now).
-  async #settle(batch: readonly DirtyRow[], result: Exclude<SendResult, false>): Promise<void> {
+  // Applies the verdicts of one sent batch: stores the rejections and returns
+  // the changes to acknowledge. A change without a verdict stays queued for
+  // the next sync (reads move on past it, so it is not resent now).
+  async #settle(
+    batch: readonly DirtyRow[],
+    result: Exclude<SendResult, false>,
+  ): Promise<DirtyRow[]> {
     const verdicts = result === true
       ? undefined
       : Array.isArray(result)
@@ -304,7 +323,6 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
         acknowledged.push(change);
       }
     }
-    await this.#db.acknowledgeDirtyRows(acknowledged);
     if (rejections.length > 0) {
       await this.#db.rejectDirtyRows(rejections);
       const rejected = await this.#db.getRejectedRows();
@@ -320,6 +338,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       pending: Math.max(0, this.#status.pending - acknowledged.length - rejections.length),
       rejected: this.#status.rejected + rejections.length,
     });
+    return acknowledged;
   }
 
   async #fetch(): Promise<void> {
@@ -382,6 +401,9 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     this.dispatchEvent(new CustomEvent<SyncStatus>("status", { detail: next }));
   }
 }
+
+// Batches whose acknowledgements are written together.
+const ACK_BATCHES = 10;
 
 // A promise whose rejection is reported where it is awaited, and not as
 // unhandled if a failure before that point ends the sync first.

@@ -152,6 +152,43 @@ test("up to sendConcurrency batches travel at once; every change is sent once", 
   }
 });
 
+test("acknowledgements of ten batches are written at once; a failure keeps those answered before it", async () => {
+  const db = await openMemory({ schema });
+  await db.insertMany("tasks", Array.from({ length: 30 }, (_, i) => ({ title: `t${i}` })));
+  let acknowledgements = 0;
+  // The database as it is, counting its acknowledgement writes.
+  const counted = new Proxy(db, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property !== "acknowledgeDirtyRows") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (rows: Parameters<typeof db.acknowledgeDirtyRows>[0]) => {
+        acknowledgements++;
+        return target.acknowledgeDirtyRows(rows);
+      };
+    },
+  });
+  let calls = 0;
+  const manager = new ServerSyncManager({
+    database: counted,
+    batchSize: 2,
+    onFetch: noFetch,
+    onSend: () =>
+      ++calls === 13 ? Promise.reject(new Error("network down")) : Promise.resolve(true),
+  });
+  await assert.rejects(manager.syncNow(), /network down/);
+  // Batches 1-12 were answered: 10 written together, then 2 when the sync failed.
+  assert.equal(acknowledgements, 2);
+  assert.deepEqual(
+    (await db.getDirtyRows()).map((d) => d.data.title),
+    Array.from({ length: 6 }, (_, i) => `t${24 + i}`),
+  );
+  await manager.syncNow();
+  assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+});
+
 test("one sync at a time: a call during a sync joins it", async () => {
   const db = await openMemory({ schema });
   await db.insert("tasks", { title: "a" });
