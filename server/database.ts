@@ -283,10 +283,14 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     }
     // SQLite writes the page as JSON text in one value: no per-row work in
     // JavaScript, and the text goes into the response as it is. The inner
-    // query walks the sequence index and stops after `limit` rows.
+    // query walks the sequence index and stops after `limit` rows. The
+    // aggregate has no ORDER BY of its own: a page's rows are distinct and may
+    // come in any order (its cursor is its largest sequence), and an ordered
+    // aggregate sorts its values, which drops their JSON subtype, so every row
+    // object would have to be parsed again.
     const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}${own}`;
     const { rows: [page] } = await adapter.execute({
-      sql: `SELECT json_group_array(json(${pullRowJsonSql(info)}) ORDER BY ${SEQUENCE_COLUMN}) ` +
+      sql: `SELECT json_group_array(${pullRowJsonSql(info)}) ` +
         `AS rows, count(*) AS total, max(${SEQUENCE_COLUMN}) AS last FROM (` +
         `SELECT * FROM ${info.quoted} WHERE ${where} ORDER BY ${SEQUENCE_COLUMN} LIMIT ?)`,
       args: [after, newest, ...scopeArgs, ...ownArgs, limit],
