@@ -22,6 +22,7 @@ import type { SqlAdapter, SqlExecutor, SqlValue } from "../src/adapter.ts";
 import { SyncError } from "../src/errors.ts";
 import { DEFAULT_MAX_DRIFT_MS, parseHlc } from "../src/hlc.ts";
 import { groupByColumns, type NormalizedRow, normalizeRow, upsertStatement } from "../src/merge.ts";
+import { dataJsonSql, jsonBooleanSql } from "../src/json_rows.ts";
 import { migrate } from "../src/migrate.ts";
 import type { PullRow, PullTableChanges, PushChange, PushResult } from "../src/protocol.ts";
 import { COLUMN_VERSIONS, type Schema, type TableDef } from "../src/schema.ts";
@@ -433,25 +434,12 @@ const rowJsonCache = new WeakMap<TableInfo, string>();
 function pullRowJsonSql(info: TableInfo): string {
   const cached = rowJsonCache.get(info);
   if (cached !== undefined) return cached;
-  const bool = (sql: string) =>
-    `CASE WHEN ${sql} IS NULL THEN NULL WHEN ${sql} THEN json('true') ELSE json('false') END`;
-  const data = info.columns.map((column) => {
-    const c = column.quoted;
-    const value = column.kind === "boolean"
-      ? bool(c)
-      : column.kind === "json"
-      ? `json(${c})`
-      : column.kind === "blob"
-      ? `hex(${c})`
-      : c;
-    return `'${column.name}', ${value}`;
-  });
   const fields = [
     `'id', system_id`,
     `'version', system_version`,
     `'createdAt', system_created_at`,
-    `'deleted', ${bool("is_deleted")}`,
-    `'data', json_object(${data.join(", ")})`,
+    `'deleted', ${jsonBooleanSql("is_deleted")}`,
+    `'data', ${dataJsonSql(info)}`,
   ];
   if (info.perColumn) fields.push(`'columnVersions', json(${quoteId(COLUMN_VERSIONS)})`);
   const sql = `json_object(${fields.join(", ")})`;

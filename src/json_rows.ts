@@ -1,7 +1,9 @@
 /**
- * Many rows in one statement, bound as a single JSON argument and read back
- * with `json_each`: `INSERT INTO t (a, b) SELECT value ->> 0, value ->> 1 FROM
- * json_each(?) WHERE true`.
+ * Rows in and out of SQLite as JSON.
+ *
+ * In: many rows in one statement, bound as a single JSON argument and read
+ * back with `json_each`: `INSERT INTO t (a, b) SELECT value ->> 0, value ->> 1
+ * FROM json_each(?) WHERE true`.
  *
  * Compared with a multi-row `VALUES` list this keeps the SQL text the same for
  * every chunk, so SQLite compiles a small program instead of one that grows
@@ -10,11 +12,16 @@
  * with `unhex`), bigints as decimal strings (the column's INTEGER affinity
  * turns them back into integers).
  *
+ * Out: a row's declared columns as one JSON object built by SQLite
+ * (`dataJsonSql`), so a page of rows is one value to parse, not a result row
+ * per row to convert.
+ *
  * @module
  */
 
 import type { SqlValue } from "./adapter.ts";
 import type { ColumnKind } from "./schema.ts";
+import type { TableInfo } from "./table_info.ts";
 
 const HEX: readonly string[] = Array.from(
   { length: 256 },
@@ -40,4 +47,34 @@ function jsonElement(index: number, kind?: ColumnKind): string {
 /** The select list reading `kinds.length` elements of a `json_each` row, in order. */
 export function jsonSelectList(kinds: readonly (ColumnKind | undefined)[]): string {
   return kinds.map((kind, index) => jsonElement(index, kind)).join(", ");
+}
+
+/** A SQL string literal. */
+export function sqlString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** A stored 0/1 (or NULL) as a JSON boolean (or null). */
+export function jsonBooleanSql(sql: string): string {
+  return `CASE WHEN ${sql} IS NULL THEN NULL WHEN ${sql} THEN json('true') ELSE json('false') END`;
+}
+
+/**
+ * The declared columns of a row as a JSON object, as the API reads them:
+ * booleans as `true`/`false`, JSON columns as their value, blobs as hex
+ * (which only JavaScript turns back into bytes: SQLite has no base64).
+ */
+export function dataJsonSql(info: TableInfo): string {
+  const entries = info.columns.map((column) => {
+    const c = column.quoted;
+    const value = column.kind === "boolean"
+      ? jsonBooleanSql(c)
+      : column.kind === "json"
+      ? `json(${c})`
+      : column.kind === "blob"
+      ? `CASE WHEN ${c} IS NULL THEN NULL ELSE hex(${c}) END` // hex(NULL) is ''
+      : c;
+    return `${sqlString(column.name)}, ${value}`;
+  });
+  return `json_object(${entries.join(", ")})`;
 }

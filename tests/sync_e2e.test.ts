@@ -424,10 +424,20 @@ test("bytes, JSON and booleans survive the round trip through the server", async
       bytes: new Uint8Array([0, 1, 2, 250, 255]),
       meta: { width: 3, tags: ["x"] },
     });
+    // No bytes and empty bytes are different values, and stay so.
+    const none = await a.db.insert("files", { name: "none", bytes: null, meta: null });
+    const empty = await a.db.insert("files", { name: "empty", bytes: new Uint8Array(0) });
     await a.db.insert("notes", { body: "b", pinned: true });
+    assert.deepEqual(
+      (await a.db.getDirtyRows()).filter((d) => d.table === "files").map((d) => d.data.bytes),
+      [new Uint8Array([0, 1, 2, 250, 255]), null, new Uint8Array(0)],
+    );
     await a.manager.syncNow();
     await b.manager.syncNow();
     assert.deepEqual(await b.db.get("files", file.system_id), file);
+    assert.deepEqual(await b.db.get("files", none.system_id), none);
+    assert.deepEqual(await b.db.get("files", empty.system_id), empty);
+    assert.equal(none.bytes, null);
     assert.equal((await b.db.all("notes"))[0]?.pinned, true);
   } finally {
     await closeAll([a, b]);
