@@ -13,8 +13,8 @@
  * turns them back into integers).
  *
  * Out: a row's declared columns as one JSON object built by SQLite
- * (`dataJsonSql`), so a page of rows is one value to parse, not a result row
- * per row to convert.
+ * (`dataJsonSql`, the shape of pull pages), so a page of rows is one value to
+ * parse, not a result row per row to convert.
  *
  * @module
  */
@@ -50,8 +50,13 @@ export function jsonSelectList(kinds: readonly (ColumnKind | undefined)[]): stri
 }
 
 /** A SQL string literal. */
-export function sqlString(value: string): string {
+function sqlString(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** A blob as hex text, and NULL as NULL (SQLite's `hex(NULL)` is ''). */
+export function blobHexSql(sql: string): string {
+  return `CASE WHEN ${sql} IS NULL THEN NULL ELSE hex(${sql}) END`;
 }
 
 /** A stored 0/1 (or NULL) as a JSON boolean (or null). */
@@ -72,7 +77,7 @@ export function dataJsonSql(info: TableInfo): string {
       : column.kind === "json"
       ? `json(${c})`
       : column.kind === "blob"
-      ? `CASE WHEN ${c} IS NULL THEN NULL ELSE hex(${c}) END` // hex(NULL) is ''
+      ? blobHexSql(c)
       : c;
     return `${sqlString(column.name)}, ${value}`;
   });

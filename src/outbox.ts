@@ -19,11 +19,11 @@
  * @module
  */
 
-import type { SqlExecutor, SqlStatement } from "./adapter.ts";
+import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
-import { quoteId, type TableInfo } from "./table_info.ts";
-import { dataJsonSql, jsonBooleanSql, sqlString } from "./json_rows.ts";
-import { blobColumnsOf, dataFromWire, dataToWire, fromHex } from "./wire.ts";
+import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { blobHexSql } from "./json_rows.ts";
+import { dataFromWire, dataToWire, fromHex } from "./wire.ts";
 
 /** A change waiting in the outbox: the push change shape of the wire protocol. */
 export interface DirtyRow {
@@ -204,8 +204,8 @@ export async function readDirtyRows(
       args: [JSON.stringify(ids)],
     });
     const byId = new Map<string, DirtyRow>();
-    for (const parsed of JSON.parse(String(page?.rows ?? "[]")) as DirtyRow[]) {
-      const row = toDirtyRow(info, parsed);
+    for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
+      const row = toDirtyRow(info, values);
       byId.set(row.id, row);
     }
     found.set(table, byId);
@@ -260,26 +260,37 @@ function forgetStatements(
   ];
 }
 
-// One outbox row as the JSON of a `DirtyRow`: parsing it gives the object as
-// it is sent, with no per-column work in JavaScript (blobs come as hex).
+// One outbox row as a JSON array: the declared columns (blobs as hex), then
+// system_id, system_version, is_deleted and, for column tables, the versions.
+// (An array, not the DirtyRow object itself: SQLite builds it and JavaScript
+// parses it in about half the time, even counting the conversion.)
 function dirtyRowJsonSql(info: TableInfo): string {
-  const fields = [
-    `'table', ${sqlString(info.name)}`,
-    `'id', system_id`,
-    `'version', system_version`,
-    `'deleted', ${jsonBooleanSql("is_deleted")}`,
-    `'data', ${dataJsonSql(info)}`,
-  ];
-  if (info.perColumn) fields.push(`'columnVersions', json(${quoteId(COLUMN_VERSIONS)})`);
-  return `json_object(${fields.join(", ")})`;
+  const values = info.columns.map((c) => c.kind === "blob" ? blobHexSql(c.quoted) : c.quoted);
+  values.push("system_id", "system_version", "is_deleted");
+  if (info.perColumn) values.push(quoteId(COLUMN_VERSIONS));
+  return `json_array(${values.join(", ")})`;
 }
 
-function toDirtyRow(info: TableInfo, row: DirtyRow): DirtyRow {
-  for (const column of blobColumnsOf(info)) {
-    const hex = row.data[column.name];
-    if (typeof hex === "string") row.data[column.name] = fromHex(hex);
+function toDirtyRow(info: TableInfo, values: readonly unknown[]): DirtyRow {
+  const data: Record<string, unknown> = {};
+  const { columns } = info;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
+    const value = values[i] as SqlValue;
+    data[column.name] = column.kind === "blob" && typeof value === "string"
+      ? fromHex(value)
+      : decodeValue(column.kind, value);
   }
-  return row;
+  const at = columns.length;
+  const dirty: DirtyRow = {
+    table: info.name,
+    id: String(values[at]),
+    version: String(values[at + 1]),
+    deleted: Number(values[at + 2]) === 1,
+    data,
+  };
+  if (!info.perColumn) return dirty;
+  return { ...dirty, columnVersions: JSON.parse(String(values[at + 3])) };
 }
 
 /** A change the server refused, kept with the reason (`_sync_rejected`). */
