@@ -47,3 +47,23 @@ export function manualClock(
     },
   };
 }
+
+/**
+ * `target` as it is, except that `name` runs through `wrap`, which gets the
+ * original method (bound) and returns its replacement: a spy on a real object.
+ */
+export function withMethod<T extends object, K extends keyof T>(
+  target: T,
+  name: K,
+  wrap: (original: T[K]) => T[K],
+): T {
+  const original = (target[name] as (...args: unknown[]) => unknown).bind(target) as T[K];
+  const replacement = wrap(original);
+  return new Proxy(target, {
+    get(object, property) {
+      if (property === name) return replacement;
+      const value = Reflect.get(object, property, object);
+      return typeof value === "function" ? value.bind(object) : value;
+    },
+  });
+}

@@ -9,7 +9,7 @@ import { createHttpSync } from "../src/http_sync.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { ServerSyncManager } from "../src/sync_manager.ts";
 import { syncSchema as schema } from "./fixtures.ts";
-import { tempDir } from "./helpers.ts";
+import { tempDir, withMethod } from "./helpers.ts";
 import { bearer, openClient, post, startServer, type TestClient } from "./sync_helpers.ts";
 
 type Client = TestClient<typeof schema.tables>;
@@ -134,22 +134,13 @@ test("the HTTP transport asks for the next page while it applies the current one
     if (String(input).endsWith("/pull")) events.push("request");
     return fetch(input, init);
   };
-  // The reader's database as it is, logging its merges.
-  const database = new Proxy(reader.db, {
-    get(target, property) {
-      const value = Reflect.get(target, property, target);
-      if (property !== "applyServerChanges") {
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return async (changes: Parameters<typeof target.applyServerChanges>[0]) => {
-        events.push("apply");
-        try {
-          return await target.applyServerChanges(changes);
-        } finally {
-          events.push("applied");
-        }
-      };
-    },
+  const database = withMethod(reader.db, "applyServerChanges", (apply) => async (changes) => {
+    events.push("apply");
+    try {
+      return await apply(changes);
+    } finally {
+      events.push("applied");
+    }
   });
   const http = createHttpSync({ url: server.url, pullLimit: 1_000, fetch: logged });
   const manager = new ServerSyncManager({ database, ...http });

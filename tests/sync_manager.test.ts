@@ -7,7 +7,7 @@ import type { DirtyRow, RejectedRow } from "../src/outbox.ts";
 import type { PushResult } from "../src/protocol.ts";
 import { ServerSyncManager, type SyncStatus } from "../src/sync_manager.ts";
 import { schema } from "./fixtures.ts";
-import { openMemory } from "./helpers.ts";
+import { openMemory, withMethod } from "./helpers.ts";
 
 const noFetch = () => Promise.resolve();
 
@@ -85,18 +85,9 @@ test("the next batch is read while one is being sent; a row rewritten meanwhile 
   const db = await openMemory({ schema });
   const rows = await db.insertMany("tasks", [1, 2, 3, 4].map((i) => ({ title: `t${i}` })));
   let reads = 0;
-  // The database as it is, counting its outbox reads.
-  const counted = new Proxy(db, {
-    get(target, property) {
-      const value = Reflect.get(target, property, target);
-      if (property !== "getDirtyRows") {
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return (options?: Parameters<typeof db.getDirtyRows>[0]) => {
-        reads++;
-        return target.getDirtyRows(options);
-      };
-    },
+  const counted = withMethod(db, "getDirtyRows", (read) => (options) => {
+    reads++;
+    return read(options);
   });
   const sent: string[][] = [];
   let readsDuringFirstSend = 0;
@@ -156,18 +147,9 @@ test("acknowledgements of ten batches are written at once; a failure keeps those
   const db = await openMemory({ schema });
   await db.insertMany("tasks", Array.from({ length: 30 }, (_, i) => ({ title: `t${i}` })));
   let acknowledgements = 0;
-  // The database as it is, counting its acknowledgement writes.
-  const counted = new Proxy(db, {
-    get(target, property) {
-      const value = Reflect.get(target, property, target);
-      if (property !== "acknowledgeDirtyRows") {
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return (rows: Parameters<typeof db.acknowledgeDirtyRows>[0]) => {
-        acknowledgements++;
-        return target.acknowledgeDirtyRows(rows);
-      };
-    },
+  const counted = withMethod(db, "acknowledgeDirtyRows", (acknowledge) => (rows) => {
+    acknowledgements++;
+    return acknowledge(rows);
   });
   let calls = 0;
   const manager = new ServerSyncManager({
@@ -377,26 +359,18 @@ test("the manager refuses options that cannot work", async () => {
     () => new ServerSyncManager({ database: db, onFetch: noFetch, onSend: undefined as never }),
     TypeError,
   );
-  assert.throws(
-    () =>
-      new ServerSyncManager({
-        database: db,
-        onFetch: noFetch,
-        onSend: () => Promise.resolve(true),
-        batchSize: 0,
-      }),
-    RangeError,
-  );
-  for (const sendConcurrency of [0, 0.5, 1.5]) {
+  const invalid = [{ batchSize: 0 }, ...[0, 0.5, 1.5].map((n) => ({ sendConcurrency: n }))];
+  for (const option of invalid) {
     assert.throws(
       () =>
         new ServerSyncManager({
           database: db,
           onFetch: noFetch,
           onSend: () => Promise.resolve(true),
-          sendConcurrency,
+          ...option,
         }),
       RangeError,
+      JSON.stringify(option),
     );
   }
   await db.close();
