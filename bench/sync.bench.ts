@@ -433,6 +433,7 @@ function timedManager(database: TasksDatabase, url: string) {
     batchSize: BATCH_SIZE,
     onSend: http.proxy.onSend,
     onFetch: http.proxy.onFetch,
+    sendConcurrency: http.proxy.sendConcurrency, // what ...createHttpSync(…) brings
   });
   return { manager, times: { ...db.times, ...http.times } };
 }

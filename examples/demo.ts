@@ -41,7 +41,7 @@ async function client(name: string, fetchImpl: typeof fetch = fetch) {
   const http = createHttpSync({ url: server.url, fetch: fetchImpl });
   const manager = new ServerSyncManager({
     database,
-    onFetch: http.onFetch,
+    ...http,
     onSend: async (changes, db) => {
       const results = await http.onSend(changes, db);
       const verdicts = results.map((r) => r.status).join(", ");

@@ -158,9 +158,11 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   countDirtyRows(): Promise<number>;
   /**
    * Removes sent entries whose version is not newer than the one sent. Pass
-   * rows `getDirtyRows` returned (of one read or several): entries are
-   * compared with the newest version acknowledged for their table among the
-   * rows of the same read, which a write made after that read always exceeds.
+   * the row objects `getDirtyRows` returned (of one read or several): entries
+   * are compared with the newest version acknowledged for their table among
+   * the rows of the same read, which a write made after that read always
+   * exceeds. Other acknowledgements (copies, rows read by another process)
+   * count as one read: pass those of one read at a time.
    */
   acknowledgeDirtyRows(rows: readonly DirtyRowAck[]): Promise<void>;
   /** Moves changes the server refused from the outbox to `_sync_rejected`, with the reason. */

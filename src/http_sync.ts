@@ -63,6 +63,12 @@ export interface HttpSync {
   ) => Promise<{ hasMore: boolean }>;
   /** Pushes changes; returns the server's verdict per change. */
   onSend: (operations: DirtyRow[], db: Database<Record<string, TableDef>>) => Promise<PushResult[]>;
+  /**
+   * 2: pushes may overlap (each is one request, and the server applies any
+   * order the same way), so a manager given this pair keeps two batches in
+   * flight.
+   */
+  sendConcurrency: number;
 }
 
 /**
@@ -70,7 +76,8 @@ export interface HttpSync {
  *
  * While `onFetch` merges a page that has more behind it, it already asks for
  * the next one, so the download and the local writes overlap; the call that
- * continues from that page's cursors gets it.
+ * continues from that page's cursors, with the same headers, gets it. Pushes
+ * may overlap as well (`sendConcurrency: 2` in the returned pair).
  */
 export function createHttpSync(options: HttpSyncOptions): HttpSync {
   const base = String(options.url).replace(/\/+$/, "");
@@ -91,10 +98,15 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     return tables;
   };
 
-  async function post<T>(path: string, body: unknown): Promise<T> {
-    const extra = typeof options.headers === "function"
-      ? await options.headers()
-      : options.headers ?? {};
+  const headersNow = async (): Promise<Record<string, string>> =>
+    typeof options.headers === "function" ? await options.headers() : options.headers ?? {};
+
+  async function post<T>(
+    path: string,
+    body: unknown,
+    headers?: Record<string, string>,
+  ): Promise<T> {
+    const extra = headers ?? await headersNow();
     let response: Response;
     try {
       response = await fetchImpl(`${base}${path}`, {
@@ -141,6 +153,7 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
   function pullPage(
     db: Database<Record<string, TableDef>>,
     cursors: Record<string, string | null>,
+    headers: Record<string, string>,
   ): Promise<PullResponse> {
     const request: PullRequest = {
       protocol: PROTOCOL_VERSION,
@@ -149,10 +162,11 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       cursors,
       ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
     };
-    return post<PullResponse>("/pull", request);
+    return post<PullResponse>("/pull", request, headers);
   }
 
   return {
+    sendConcurrency: 2,
     async onSend(operations, db) {
       const tables = tablesOf(db);
       const request: PushRequest = {
@@ -185,12 +199,15 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
         cursors[table] = cursor === null || cursor === undefined ? null : String(cursor);
       }
       // The page asked for ahead serves only the call that comes with exactly
-      // the cursors it was asked for; anything else asks anew.
-      const prefetched = ahead?.db === db && ahead.key === cursorKey(cursors)
+      // the cursors and headers (credentials) it was asked with; anything
+      // else asks anew.
+      const headers = await headersNow();
+      const prefetched = ahead?.db === db && ahead.key === requestKey(cursors, headers)
         ? ahead.response
         : undefined;
       ahead = undefined;
-      const response = (await prefetched?.catch(() => undefined)) ?? await pullPage(db, cursors);
+      const response = (await prefetched?.catch(() => undefined)) ??
+        await pullPage(db, cursors, headers);
       if (typeof response?.changes !== "object" || response.changes === null) {
         throw new SyncError("server_error", "The pull response has no changes");
       }
@@ -223,9 +240,11 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       if (hasMore) {
         // The next page travels while this one is merged: the cursors it
         // starts from are the ones this merge stores.
-        const response = pullPage(db, next);
-        response.catch(() => undefined); // a failure is met again by the call that uses it
-        ahead = { db, key: cursorKey(next), response };
+        const response = pullPage(db, next, headers);
+        // A failure is not reported from here: the call that would use the
+        // page asks again, and meets the failure itself if it persists.
+        response.catch(() => undefined);
+        ahead = { db, key: requestKey(next, headers), response };
       }
       await db.applyServerChanges(changes as unknown as ServerChanges);
       return { hasMore };
@@ -233,7 +252,12 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
   };
 }
 
-// The cursors as one comparable string, whatever the order of their tables.
-function cursorKey(cursors: Record<string, string | null>): string {
-  return JSON.stringify(Object.entries(cursors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+// Cursors and headers as one comparable string, whatever the order of keys.
+function requestKey(
+  cursors: Record<string, string | null>,
+  headers: Record<string, string>,
+): string {
+  const sorted = (record: Record<string, unknown>) =>
+    Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([sorted(cursors), sorted(headers)]);
 }

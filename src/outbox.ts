@@ -163,9 +163,24 @@ export async function readDirtyRows(
   limit: number,
   after?: DirtyRowAck,
 ): Promise<DirtyRow[]> {
-  const from = after === undefined
+  let from = after === undefined
     ? undefined
     : positions.get(after as DirtyRow) ?? [after.version, after.table, after.id];
+  for (;;) {
+    const { rows, entries } = await readPage(executor, tables, limit, from);
+    // Empty only when the outbox has nothing more: a page whose entries all
+    // turned out unsendable (and were moved out) is followed by the next.
+    if (rows.length > 0 || entries.length < limit) return rows;
+    from = entries.at(-1);
+  }
+}
+
+async function readPage(
+  executor: SqlExecutor,
+  tables: ReadonlyMap<string, TableInfo>,
+  limit: number,
+  from: OutboxPosition | undefined,
+): Promise<{ rows: DirtyRow[]; entries: OutboxPosition[] }> {
   // Each read returns one JSON value: reading a result row costs more than
   // building it in SQLite and parsing it in one go.
   const { rows: [head] } = await executor.execute({
@@ -224,15 +239,15 @@ export async function readDirtyRows(
   if (unsendable.length > 0) await executor.batch(unsendable);
 
   const read = ++reads;
-  const result: DirtyRow[] = [];
+  const rows: DirtyRow[] = [];
   for (const position of entries) {
     const row = found.get(position[1])?.get(position[2]);
     if (row === undefined) continue;
     positions.set(row, position);
     readOf.set(row, read);
-    result.push(row);
+    rows.push(row);
   }
-  return result;
+  return { rows, entries };
 }
 
 // Moves entries that can no longer be sent to _sync_rejected, with the reason.

@@ -83,11 +83,11 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
   /** Changes per `onSend` call (default 500). */
   batchSize?: number;
   /**
-   * Batches sent before the first of them is answered (default 2): the next
-   * batch waits at the server while the client handles an answer, and the
-   * network's round trip is paid once per window instead of once per batch.
-   * `onSend` is then called again before its previous call resolved; use 1
-   * for strictly one call at a time.
+   * Batches sent before the first of them is answered (default 1: `onSend`
+   * is called again only once its previous call resolved). With more, the
+   * next batch waits at the server while the client handles an answer, and
+   * the network's round trip is paid once per window instead of once per
+   * batch; answers are still handled in order. `createHttpSync` brings 2.
    */
   sendConcurrency?: number;
   /** First retry delay after a failure, ms (default 1,000). */
@@ -239,24 +239,24 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     const read = (after?: DirtyRow) => this.#db.getDirtyRows({ limit: batchSize, after });
     const send = (batch: DirtyRow[]) =>
       handled(Promise.resolve(this.#options.onSend(batch, this.#db)));
-    const window = this.#options.sendConcurrency ?? 2;
-    // A pipeline of up to `window` batches in flight, answered in order. Each
-    // read starts after the last entry of the batch before it, so what is in
-    // flight needs no acknowledgement to be left out; once batch N is
-    // answered, the window is topped up before N's verdicts are written.
+    const window = this.#options.sendConcurrency ?? 1;
+    // A pipeline: up to `window` batches in flight, answered in order, and the
+    // next batch read while they travel. Each read starts after the last
+    // entry of the batch before it, so what is in flight needs no
+    // acknowledgement to be left out; once batch N is answered, the window
+    // is topped up before N's verdicts are written.
     const inFlight: { batch: DirtyRow[]; sending: Promise<SendResult> }[] = [];
-    let last: DirtyRow | undefined;
-    let round = 0;
+    let next: Promise<DirtyRow[]> | undefined = handled(read());
+    let round = 1;
     const fill = async () => {
-      while (inFlight.length < window && round < rounds) {
-        round++;
-        const batch = await read(last);
+      while (inFlight.length < window && next !== undefined) {
+        const batch = await next;
         if (batch.length === 0) {
-          round = rounds;
+          next = undefined;
           return;
         }
-        last = batch.at(-1);
         inFlight.push({ batch, sending: send(batch) });
+        next = round++ < rounds ? handled(read(batch.at(-1))) : undefined;
       }
     };
     // Acknowledgements wait for a few batches and are written together, in
@@ -280,9 +280,21 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
         acknowledged.push(...await this.#settle(batch, result));
         if (acknowledged.length >= flushAt) await flush();
       }
-    } finally {
-      // Also when the sync fails: what was answered is settled.
+      await flush();
+    } catch (error) {
+      // The sync fails, but not before the batches still in flight are
+      // answered (no onSend call outlives its sync), and what was answered is
+      // settled; the first error is the one reported.
+      for (const { batch, sending } of inFlight.splice(0)) {
+        const result = await sending.catch(() => false as const);
+        if (result === false) continue;
+        await this.#settle(batch, result).then(
+          (rows) => acknowledged.push(...rows),
+          () => undefined,
+        );
+      }
       await flush().catch(() => undefined);
+      throw error;
     }
   }
 

@@ -174,6 +174,45 @@ test("the HTTP transport asks for the next page while it applies the current one
   }
 });
 
+test("a page asked for ahead is asked for again once the headers changed; pushes may overlap", async () => {
+  const server = await startServer(schema);
+  const writer = await openClient(schema, server);
+  const reader = await openClient(schema, server);
+  const sentAs: string[] = [];
+  let user = "a";
+  const http = createHttpSync({
+    url: server.url,
+    pullLimit: 1_000,
+    headers: () => ({ "x-user": user }),
+    fetch: (input, init) => {
+      if (String(input).endsWith("/pull")) {
+        sentAs.push(new Headers(init?.headers).get("x-user") ?? "");
+      }
+      return fetch(input, init);
+    },
+  });
+  assert.equal(http.sendConcurrency, 2);
+  // One page a sync: the page asked for ahead waits for the next sync.
+  const manager = new ServerSyncManager({ database: reader.db, ...http, maxFetchPages: 1 });
+  try {
+    await writer.db.insertMany(
+      "tasks",
+      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
+    );
+    await writer.manager.syncNow();
+    await manager.syncNow();
+    assert.deepEqual(sentAs, ["a", "a"]); // page 1, and page 2 ahead
+    user = "b";
+    await manager.syncNow();
+    assert.deepEqual(sentAs, ["a", "a", "b", "b"]); // page 2 again, page 3 ahead
+    await manager.syncNow();
+    assert.equal((await reader.db.all("tasks")).length, 2_500);
+  } finally {
+    await closeAll([writer, reader]);
+    await server.close();
+  }
+});
+
 test("two server instances on one database file: every accepted row is pulled exactly once", async () => {
   const dir = tempDir();
   const url = `file:${join(dir.path, "shared.db")}`;

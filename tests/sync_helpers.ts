@@ -78,8 +78,7 @@ export async function openClient<T extends Record<string, TableDef>>(
   const http = createHttpSync({ url: server.url, fetch: network, ...options.http });
   const manager = new ServerSyncManager<T>({
     database: db,
-    onFetch: http.onFetch,
-    onSend: http.onSend,
+    ...http, // as an app would: two pushes in flight
     retryDelay: 20,
     maxRetryDelay: 200,
     ...options.manager,

@@ -113,7 +113,7 @@ test("the next batch is read while one is being sent; a row rewritten meanwhile 
 });
 
 test("up to sendConcurrency batches travel at once; every change is sent once", async () => {
-  for (const [concurrency, expected] of [[undefined, 2], [1, 1], [3, 3]] as const) {
+  for (const [concurrency, expected] of [[undefined, 1], [2, 2], [3, 3]] as const) {
     const db = await openMemory({ schema });
     await db.insertMany("tasks", Array.from({ length: 9 }, (_, i) => ({ title: `t${i}` })));
     let active = 0;
@@ -168,6 +168,70 @@ test("acknowledgements of ten batches are written at once; a failure keeps those
   );
   await manager.syncNow();
   assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+});
+
+test("a failure while batches travel waits for them and keeps their verdicts", async () => {
+  const db = await openMemory({ schema });
+  await db.insertMany("tasks", [1, 2, 3, 4].map((i) => ({ title: `t${i}` })));
+  let secondAnswered = false;
+  const manager = new ServerSyncManager({
+    database: db,
+    batchSize: 2,
+    sendConcurrency: 2,
+    onFetch: noFetch,
+    onSend: async (operations: DirtyRow[]) => {
+      if (operations[0]!.data.title === "t1") {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        throw new Error("first batch lost");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      secondAnswered = true;
+      return true;
+    },
+  });
+  await assert.rejects(manager.syncNow(), /first batch lost/);
+  assert.ok(secondAnswered, "the sync ended only after the batch still in flight was answered");
+  assert.deepEqual((await db.getDirtyRows()).map((d) => d.data.title), ["t1", "t2"]);
+  await db.close();
+});
+
+test("an acknowledgement that cannot be written fails the sync", async () => {
+  const db = await openMemory({ schema });
+  await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
+  const failing = withMethod(db, "acknowledgeDirtyRows", () => () => {
+    return Promise.reject(new Error("disk full"));
+  });
+  const manager = new ServerSyncManager({
+    database: failing,
+    onFetch: noFetch,
+    onSend: () => Promise.resolve(true),
+  });
+  await assert.rejects(manager.syncNow(), /disk full/);
+  assert.equal(manager.status.state, "error");
+  assert.equal(await db.countDirtyRows(), 2);
+  await db.close();
+});
+
+test("entries that cannot be sent do not end the send: the changes behind them go out", async () => {
+  const db = await openMemory({ schema });
+  const gone = await db.insertMany("tasks", [1, 2, 3, 4].map((i) => ({ title: `gone ${i}` })));
+  const kept = await db.insert("notes", { body: "behind them" });
+  for (const row of gone) await db.query("DELETE FROM tasks WHERE system_id = ?", [row.system_id]);
+  const sent: string[] = [];
+  const manager = new ServerSyncManager({
+    database: db,
+    batchSize: 2,
+    onFetch: noFetch,
+    onSend: (operations: DirtyRow[]) => {
+      sent.push(...operations.map((o) => o.id));
+      return Promise.resolve(true);
+    },
+  });
+  await manager.syncNow();
+  assert.deepEqual(sent, [kept.system_id]);
+  assert.equal(await db.countDirtyRows(), 0);
+  assert.equal(await db.countRejectedRows(), 4);
   await db.close();
 });
 
