@@ -26,6 +26,31 @@ async function closeAll(clients: Client[]) {
   }
 }
 
+/**
+ * Runs `fn` against a server holding 2,500 tasks (pushed by a writer client,
+ * in 3 pages of 1,000), with a reader client that has pulled nothing yet
+ * (opened with `reader`'s options); closes everything afterwards.
+ */
+async function withPagesToPull(
+  reader: Parameters<typeof openClient<typeof schema.tables>>[2],
+  fn: (server: { url: string }, reader: Client) => Promise<void>,
+) {
+  const server = await startServer(schema);
+  const writer = await openClient(schema, server);
+  const client = await openClient(schema, server, reader);
+  try {
+    await writer.db.insertMany(
+      "tasks",
+      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
+    );
+    await writer.manager.syncNow();
+    await fn(server, client);
+  } finally {
+    await closeAll([writer, client]);
+    await server.close();
+  }
+}
+
 test("three clients converge after concurrent offline edits, deletes and re-syncs", async () => {
   const server = await startServer(schema);
   const clients = await Promise.all(
@@ -91,7 +116,6 @@ test("three clients converge after concurrent offline edits, deletes and re-sync
 });
 
 test("pagination: 2,500 rows pulled with limit 1,000 arrive exactly once", async () => {
-  const server = await startServer(schema);
   const pages: number[] = [];
   const seen = new Map<string, number>();
   const counting: typeof fetch = async (input, init) => {
@@ -104,14 +128,7 @@ test("pagination: 2,500 rows pulled with limit 1,000 arrive exactly once", async
     }
     return response;
   };
-  const writer = await openClient(schema, server);
-  const reader = await openClient(schema, server, { http: { pullLimit: 1_000, fetch: counting } });
-  try {
-    await writer.db.insertMany(
-      "tasks",
-      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
-    );
-    await writer.manager.syncNow();
+  await withPagesToPull({ http: { pullLimit: 1_000, fetch: counting } }, async (_, reader) => {
     await reader.manager.syncNow();
     assert.deepEqual(pages, [1_000, 1_000, 500]);
     assert.equal(seen.size, 2_500);
@@ -119,37 +136,26 @@ test("pagination: 2,500 rows pulled with limit 1,000 arrive exactly once", async
     assert.equal((await reader.db.all("tasks")).length, 2_500);
     await reader.manager.syncNow();
     assert.deepEqual(pages, [1_000, 1_000, 500, 0], "nothing new: an empty page");
-  } finally {
-    await closeAll([writer, reader]);
-    await server.close();
-  }
+  });
 });
 
 test("the HTTP transport asks for the next page while it applies the current one", async () => {
-  const server = await startServer(schema);
-  const writer = await openClient(schema, server);
-  const reader = await openClient(schema, server);
   const events: string[] = [];
   const logged: typeof fetch = (input, init) => {
     if (String(input).endsWith("/pull")) events.push("request");
     return fetch(input, init);
   };
-  const database = withMethod(reader.db, "applyServerChanges", (apply) => async (changes) => {
-    events.push("apply");
-    try {
-      return await apply(changes);
-    } finally {
-      events.push("applied");
-    }
-  });
-  const http = createHttpSync({ url: server.url, pullLimit: 1_000, fetch: logged });
-  const manager = new ServerSyncManager({ database, ...http });
-  try {
-    await writer.db.insertMany(
-      "tasks",
-      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
-    );
-    await writer.manager.syncNow();
+  await withPagesToPull({}, async (server, reader) => {
+    const database = withMethod(reader.db, "applyServerChanges", (apply) => async (changes) => {
+      events.push("apply");
+      try {
+        return await apply(changes);
+      } finally {
+        events.push("applied");
+      }
+    });
+    const http = createHttpSync({ url: server.url, pullLimit: 1_000, fetch: logged });
+    const manager = new ServerSyncManager({ database, ...http });
     await manager.syncNow();
     assert.deepEqual(events, [
       "request",
@@ -168,38 +174,27 @@ test("the HTTP transport asks for the next page while it applies the current one
     events.length = 0;
     await manager.syncNow();
     assert.deepEqual(events, ["request", "apply", "applied"]);
-  } finally {
-    await closeAll([writer, reader]);
-    await server.close();
-  }
+  });
 });
 
 test("a page asked for ahead is asked for again once the headers changed; pushes may overlap", async () => {
-  const server = await startServer(schema);
-  const writer = await openClient(schema, server);
-  const reader = await openClient(schema, server);
   const sentAs: string[] = [];
   let user = "a";
-  const http = createHttpSync({
-    url: server.url,
-    pullLimit: 1_000,
-    headers: () => ({ "x-user": user }),
-    fetch: (input, init) => {
-      if (String(input).endsWith("/pull")) {
-        sentAs.push(new Headers(init?.headers).get("x-user") ?? "");
-      }
-      return fetch(input, init);
-    },
-  });
-  assert.equal(http.sendConcurrency, 2);
-  // One page a sync: the page asked for ahead waits for the next sync.
-  const manager = new ServerSyncManager({ database: reader.db, ...http, maxFetchPages: 1 });
-  try {
-    await writer.db.insertMany(
-      "tasks",
-      Array.from({ length: 2_500 }, (_, i) => ({ title: `t${i}` })),
-    );
-    await writer.manager.syncNow();
+  await withPagesToPull({}, async (server, reader) => {
+    const http = createHttpSync({
+      url: server.url,
+      pullLimit: 1_000,
+      headers: () => ({ "x-user": user }),
+      fetch: (input, init) => {
+        if (String(input).endsWith("/pull")) {
+          sentAs.push(new Headers(init?.headers).get("x-user") ?? "");
+        }
+        return fetch(input, init);
+      },
+    });
+    assert.equal(http.sendConcurrency, 2);
+    // One page a sync: the page asked for ahead waits for the next sync.
+    const manager = new ServerSyncManager({ database: reader.db, ...http, maxFetchPages: 1 });
     await manager.syncNow();
     assert.deepEqual(sentAs, ["a", "a"]); // page 1, and page 2 ahead
     user = "b";
@@ -207,10 +202,7 @@ test("a page asked for ahead is asked for again once the headers changed; pushes
     assert.deepEqual(sentAs, ["a", "a", "b", "b"]); // page 2 again, page 3 ahead
     await manager.syncNow();
     assert.equal((await reader.db.all("tasks")).length, 2_500);
-  } finally {
-    await closeAll([writer, reader]);
-    await server.close();
-  }
+  });
 });
 
 test("two server instances on one database file: every accepted row is pulled exactly once", async () => {
