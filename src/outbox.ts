@@ -96,7 +96,7 @@ export function recordIfChangedStatement(table: string, id: string, version: str
 export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatement[] {
   const groups = new Map<string, { table: string; ids: string[]; newest: string }>();
   for (const ack of acks) {
-    const key = `${readOf.get(ack as DirtyRow) ?? 0}\u0000${ack.table}`;
+    const key = `${origins.get(ack as DirtyRow)?.read ?? 0}\u0000${ack.table}`;
     const group = groups.get(key);
     if (group === undefined) {
       groups.set(key, { table: ack.table, ids: [ack.id], newest: ack.version });
@@ -141,8 +141,7 @@ type OutboxPosition = [version: string, table: string, id: string];
 // The outbox position of each row `readDirtyRows` returned, so that a later
 // read can continue after it exactly (`after`), and the read it came from
 // (numbered from 1), which its acknowledgement is grouped by.
-const positions = new WeakMap<DirtyRow, OutboxPosition>();
-const readOf = new WeakMap<DirtyRow, number>();
+const origins = new WeakMap<DirtyRow, { position: OutboxPosition; read: number }>();
 let reads = 0;
 
 /**
@@ -165,7 +164,7 @@ export async function readDirtyRows(
 ): Promise<DirtyRow[]> {
   let from = after === undefined
     ? undefined
-    : positions.get(after as DirtyRow) ?? [after.version, after.table, after.id];
+    : origins.get(after as DirtyRow)?.position ?? [after.version, after.table, after.id];
   for (;;) {
     const { rows, entries } = await readPage(executor, tables, limit, from);
     // Empty only when the outbox has nothing more: a page whose entries all
@@ -243,8 +242,7 @@ async function readPage(
   for (const position of entries) {
     const row = found.get(position[1])?.get(position[2]);
     if (row === undefined) continue;
-    positions.set(row, position);
-    readOf.set(row, read);
+    origins.set(row, { position, read });
     rows.push(row);
   }
   return { rows, entries };
