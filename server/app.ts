@@ -2,11 +2,14 @@
  * The sync endpoint: a Hono app with `POST /push`, `POST /pull` and
  * `GET /health`, mountable under any path (`app.route("/sync", sync)`).
  *
- * Requests pass, in order: Hono's body limit (413), `authorize` (401), a JSON
- * body (415, 400), the protocol and schema checks (409), the per-push change limit (413), and the
- * valibot schemas derived from the table declarations (400 listing the
- * issues). Nothing is applied unless all of them pass; every error is JSON
- * `{ error: { code, message, issues? } }`, never a 500 for bad input.
+ * Requests pass, in order: `authorize` (401, before a byte of the body is
+ * read), the content type (415), the body — at most `maxBodyBytes`, UTF-8,
+ * JSON — (413, 400), the protocol and schema checks (409), the per-push
+ * change limit (413), and the valibot schemas derived from the table
+ * declarations (400 listing the issues). Nothing is applied unless all of
+ * them pass; every error is JSON `{ error: { code, message, issues? } }`,
+ * never a 500 for bad input. Values that pass the schemas can still be
+ * refused row by row (`rejected`, with the code of the rule they break).
  *
  * @example
  * ```ts
@@ -21,11 +24,10 @@
  * @module
  */
 
-import { vValidator } from "@hono/valibot-validator";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import * as v from "valibot";
 import { SyncError } from "../src/errors.ts";
 import {
   createProtocolSchemas,
@@ -34,8 +36,12 @@ import {
   describeIssues,
   type ErrorResponse,
   PROTOCOL_VERSION,
+  type PullRequest,
+  type PushRequest,
 } from "../src/protocol.ts";
-import type { Principal, ServerDatabase } from "./database.ts";
+import { describeValue } from "../src/values.ts";
+import { readJsonBody } from "./body.ts";
+import { DEFAULT_MAX_PULL_BYTES, type Principal, type ServerDatabase } from "./database.ts";
 
 /** Limits of the endpoint. */
 export interface SyncServerLimits {
@@ -47,6 +53,8 @@ export interface SyncServerLimits {
   readonly defaultPullLimit?: number;
   /** Largest page a pull may ask for (default 5,000). */
   readonly maxPullLimit?: number;
+  /** About how many bytes of rows a pull response carries at most (default 4 MiB; at least one row). */
+  readonly maxPullBytes?: number;
 }
 
 /** Options of {@linkcode createSyncServer}. */
@@ -67,7 +75,7 @@ export interface SyncServerOptions {
   limits?: SyncServerLimits;
 }
 
-type Env = { Variables: { principal: Principal | undefined } };
+type Env = { Variables: { principal: Principal | undefined; request: unknown } };
 
 /**
  * Creates the sync endpoint.
@@ -97,7 +105,7 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
     console.error(error);
     return fail(c, 500, "internal", "The server failed to handle the request");
   });
-  app.notFound((c) => fail(c, 404, "not_found", `No route ${c.req.method} ${c.req.path}`));
+  app.notFound(notFound);
 
   app.get("/health", (c) =>
     c.json({
@@ -107,21 +115,25 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
       serverTime: database.now(),
     }));
 
-  const guards = [
-    bodyLimit({
-      maxSize: limits.maxBodyBytes ?? 8 * 1024 * 1024,
-      onError: (c) => fail(c, 413, "too_large", "The request body is too large"),
-    }),
-    async (c: Context<Env>, next: () => Promise<void>) => {
-      const principal = options.authorize === undefined ? undefined : await options.authorize(c);
-      if (options.authorize !== undefined && (principal === null || principal === undefined)) {
-        return fail(c, 401, "unauthorized", "Missing or invalid credentials");
-      }
-      c.set("principal", principal ?? undefined);
-      await next();
-    },
-    async (c: Context<Env>, next: () => Promise<void>) => {
-      if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
+  const maxBodyBytes = limits.maxBodyBytes ?? 8 * 1024 * 1024;
+  const maxPullBytes = limits.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES;
+
+  // Who is asking, from the headers alone: nothing of the body is read for a
+  // request that will be refused.
+  const authorized = async (c: Context<Env>, next: () => Promise<void>) => {
+    const principal = options.authorize === undefined ? undefined : await options.authorize(c);
+    if (options.authorize !== undefined && (principal === null || principal === undefined)) {
+      return fail(c, 401, "unauthorized", "Missing or invalid credentials");
+    }
+    c.set("principal", principal ?? undefined);
+    await next();
+  };
+
+  // The body, parsed once and checked against `schema`: the validated request
+  // goes to the handler as `c.get("request")`.
+  const validRequest =
+    (schema: v.GenericSchema) => async (c: Context<Env>, next: () => Promise<void>) => {
+      if (!isJsonMediaType(c.req.header("content-type"))) {
         return fail(
           c,
           415,
@@ -129,56 +141,52 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
           "Send the body as Content-Type: application/json",
         );
       }
-      let body: unknown;
-      try {
-        body = await c.req.json();
-      } catch {
-        return fail(c, 400, "malformed", "The request body is not valid JSON");
-      }
+      const body = await readJsonBody(c.req.raw, maxBodyBytes);
+      if (!body.ok) return fail(c, body.status, body.code, body.message);
+      const head = body.value;
       if (
-        typeof body !== "object" || body === null || Array.isArray(body) || !("protocol" in body)
+        typeof head !== "object" || head === null || Array.isArray(head) || !("protocol" in head)
       ) {
         return fail(c, 400, "malformed", "The request body must be an object with a protocol");
       }
-      const head = body as Record<string, unknown>;
-      if (head.protocol !== PROTOCOL_VERSION) {
+      const { protocol, schema: hash, changes } = head as Record<string, unknown>;
+      if (protocol !== PROTOCOL_VERSION) {
         return fail(
           c,
           409,
           "protocol_mismatch",
           `Protocol ${
-            JSON.stringify(head.protocol)
+            describeValue(protocol)
           } is not supported; this server speaks ${PROTOCOL_VERSION}`,
         );
       }
-      if (head.schema !== database.schema.hash) {
+      if (hash !== database.schema.hash) {
         return fail(
           c,
           409,
           "schema_mismatch",
-          `Schema ${JSON.stringify(head.schema)} differs from the server's ${database.schema.hash}`,
+          `Schema ${describeValue(hash)} differs from the server's ${database.schema.hash}`,
         );
       }
-      if (Array.isArray(head.changes) && head.changes.length > maxChanges) {
+      if (Array.isArray(changes) && changes.length > maxChanges) {
         return fail(c, 413, "too_large", `At most ${maxChanges} changes per push`);
       }
+      const result = v.safeParse(schema, head);
+      if (!result.success) {
+        return fail(
+          c,
+          400,
+          "malformed",
+          "The request does not match the protocol",
+          describeIssues(result.issues),
+        );
+      }
+      c.set("request", result.output);
       await next();
-    },
-  ] as const;
+    };
 
-  const invalid = (result: { success: boolean; issues?: unknown }, c: Context) => {
-    if (result.success) return;
-    return fail(
-      c,
-      400,
-      "malformed",
-      "The request does not match the protocol",
-      describeIssues(result.issues as never),
-    );
-  };
-
-  app.post("/push", ...guards, vValidator("json", schemas.pushRequest, invalid), async (c) => {
-    const request = c.req.valid("json");
+  app.post("/push", authorized, validRequest(schemas.pushRequest), async (c) => {
+    const request = c.get("request") as PushRequest;
     const results = await database.push(request.changes, {
       principal: c.get("principal"),
       maxDrift: options.maxDrift,
@@ -186,11 +194,11 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
     return c.json({ results, serverTime: database.now() });
   });
 
-  app.post("/pull", ...guards, vValidator("json", schemas.pullRequest, invalid), async (c) => {
-    const request = c.req.valid("json");
+  app.post("/pull", authorized, validRequest(schemas.pullRequest), async (c) => {
+    const request = c.get("request") as PullRequest;
     const changes = await database.pullJson(request.cursors, request.limit ?? defaultPullLimit, {
       principal: c.get("principal"),
-      nodeId: request.nodeId,
+      maxBytes: maxPullBytes,
     });
     // The pages are JSON text already (written by SQLite): splice, don't re-encode.
     return c.body(`{"changes":${changes},"serverTime":${database.now()}}`, 200, {
@@ -201,7 +209,21 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
   return app;
 }
 
-function fail(
+/** The JSON 404 of the endpoint, for an app that mounts it (`app.notFound(notFound)`). */
+export function notFound(c: Context): Response {
+  return fail(c, 404, "not_found", `No route ${c.req.method} ${describeValue(c.req.path)}`);
+}
+
+// `application/json`, with parameters or none; not `application/json-seq` or others.
+function isJsonMediaType(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  const semicolon = header.indexOf(";");
+  const type = (semicolon < 0 ? header : header.slice(0, semicolon)).trim().toLowerCase();
+  return type === "application/json";
+}
+
+/** An error answer with the endpoint's JSON shape. */
+export function fail(
   c: Context,
   status: ContentfulStatusCode,
   code: string,

@@ -21,6 +21,7 @@
 import type { SqlAdapter, SqlExecutor, SqlValue } from "../src/adapter.ts";
 import { SyncError } from "../src/errors.ts";
 import { DEFAULT_MAX_DRIFT_MS, parseHlc } from "../src/hlc.ts";
+import { describeValue } from "../src/values.ts";
 import { groupByColumns, type NormalizedRow, normalizeRow, upsertStatement } from "../src/merge.ts";
 import { dataJsonSql, jsonBooleanSql } from "../src/json_rows.ts";
 import { migrate } from "../src/migrate.ts";
@@ -90,12 +91,17 @@ export interface PullOptions {
   /** Who is asking: scoped tables return only this principal's rows. */
   readonly principal?: Principal;
   /**
-   * The asking replica's node id. After its first pull (a non-null cursor), rows
-   * whose current state that node wrote itself are left out of the page — it
-   * holds them already — while the cursor still moves past them.
+   * About how many bytes of rows one response may carry (default 4 MiB): a
+   * page ends early, with `hasMore`, once its rows reach it, yet carries at
+   * least one row.
    */
-  readonly nodeId?: string;
+  readonly maxBytes?: number;
 }
+
+/** Default byte budget of a pull response (`PullOptions.maxBytes`). */
+export const DEFAULT_MAX_PULL_BYTES = 4 * 1024 * 1024;
+// What a pulled row costs besides its values: keys, versions, flags.
+const ROW_OVERHEAD_BYTES = 160;
 
 /** Rows per UPSERT statement on the server. */
 const ROWS_PER_STATEMENT = 500;
@@ -175,30 +181,44 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
 
     if (accepted.size > 0) {
       await adapter.transaction(async (tx) => {
-        let sequence = await readSequence(tx);
+        const first = await readSequence(tx);
+        let sequence = first;
+        let highestApplied = first;
         for (const [info, list] of accepted) {
           const allowed = await withoutOthersRows(tx, info, list, principal, results);
+          const scoped = principal !== undefined && info.def.scope !== undefined;
           for (const group of groupByColumns(info, allowed.map((a) => a.row))) {
             const members = allowed.filter((a) => group.rows.includes(a.row));
             for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
               const chunk = members.slice(start, start + ROWS_PER_STATEMENT);
               const numbers = chunk.map(() => ++sequence);
-              const applied = await upsertChunk(tx, info, group.columns, chunk, numbers, results);
-              for (const { index, row } of chunk) {
+              const applied = await upsertChunk(tx, info, group.columns, chunk, numbers, {
+                results,
+                scoped,
+              });
+              chunk.forEach(({ index, row }, i) => {
+                const number = numbers[i]!;
+                const held = applied.has(number);
+                if (held && number > highestApplied) highestApplied = number;
                 results[index] ??= {
                   table: info.name,
                   id: row.id,
-                  status: applied.has(row.id) ? "applied" : "stale",
+                  status: held ? "applied" : "stale",
                 };
-              }
+              });
             }
           }
         }
-        await tx.execute({
-          sql: `INSERT INTO _sync_meta (key, value) VALUES ('sequence', ?) ` +
-            `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-          args: [String(sequence)],
-        });
+        // Numbers given to stale changes are held by no row: the next push
+        // may use them again, and a push that applied nothing leaves the
+        // sequence where it was.
+        if (highestApplied > first) {
+          await tx.execute({
+            sql: `INSERT INTO _sync_meta (key, value) VALUES ('sequence', ?) ` +
+              `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+            args: [String(highestApplied)],
+          });
+        }
       });
     }
     return results;
@@ -212,7 +232,9 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
     }
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
     const parts: string[] = [];
+    let budget = maxBytes;
     for (const [table, cursor] of Object.entries(cursors)) {
       const info = tables.get(table);
       if (info === undefined || !info.synced) {
@@ -220,7 +242,8 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
           details: { table },
         });
       }
-      const page = await pullTable(info, cursor, limit, options);
+      const page = await pullTable(info, cursor, limit, budget, options.principal);
+      budget -= page.rowsJson.length;
       parts.push(
         `${JSON.stringify(table)}:{"rows":${page.rowsJson},"cursor":${
           JSON.stringify(page.cursor)
@@ -237,19 +260,22 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   ): Promise<Record<string, PullTableChanges>> =>
     JSON.parse(await pullJson(cursors, limit, options));
 
+  // One table's page: the rows after `cursor`, at most `limit` of them and
+  // about `budget` bytes of them, yet at least one whenever any is left and
+  // budget remains (a response whose budget earlier tables used up answers
+  // `hasMore` with no rows and the cursor unchanged).
   async function pullTable(
     info: TableInfo,
     cursor: string | null,
     limit: number,
-    { principal, nodeId }: PullOptions,
+    budget: number,
+    principal: Principal | undefined,
   ): Promise<PageJson> {
     if (cursor !== null && !/^\d{1,15}$/.test(cursor)) {
       throw new SyncError(
         "invalid_change",
-        `Invalid cursor ${JSON.stringify(cursor)} for ${info.name}`,
-        {
-          details: { table: info.name },
-        },
+        `Invalid cursor ${describeValue(cursor)} for ${info.name}`,
+        { details: { table: info.name } },
       );
     }
     let scope = "";
@@ -259,8 +285,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
       scopeArgs.push(principal.id);
     }
     // The newest committed sequence first: sequences are assigned under the
-    // write lock, so everything up to it is committed, and the page can stop
-    // there even if rows it skips (the asker's own) come last.
+    // write lock, so everything up to it is committed.
     const { rows: [top] } = await adapter.execute({
       sql: `SELECT max(${SEQUENCE_COLUMN}) AS top FROM ${info.quoted} WHERE 1 = 1${scope}`,
       args: scopeArgs,
@@ -270,41 +295,39 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     if (newest === undefined || newest <= after) {
       return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: false };
     }
+    if (budget <= 0) return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: true };
 
-    let own = "";
-    const ownArgs: SqlValue[] = [];
-    if (cursor !== null && nodeId !== undefined) {
-      // Leave out rows whose whole current state the asker wrote (it holds
-      // them): the node id starts at character 31 of a version.
-      own = info.perColumn
-        ? ` AND (substr(system_version, 31) <> ? OR EXISTS (SELECT 1 FROM json_each(` +
-          `${quoteId(COLUMN_VERSIONS)}) WHERE substr(value, 31) <> ?))`
-        : ` AND substr(system_version, 31) <> ?`;
-      ownArgs.push(...(info.perColumn ? [nodeId, nodeId] : [nodeId]));
-    }
     // SQLite writes the page as JSON text in one value: no per-row work in
     // JavaScript, and the text goes into the response as it is. The inner
-    // query walks the sequence index and stops after `limit` rows. The
-    // aggregate has no ORDER BY of its own: a page's rows are distinct and may
-    // come in any order (its cursor is its largest sequence), and an ordered
-    // aggregate sorts its values, which drops their JSON subtype, so every row
-    // object would have to be parsed again.
-    const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}${own}`;
+    // query walks the sequence index and stops after `limit` rows, or at the
+    // row that fills the byte budget: `pageEndSql` finds it from the stored
+    // sizes of the values, without reading them. The aggregate has no ORDER
+    // BY of its own: a page's rows are distinct and may come in any order
+    // (its cursor is its largest sequence), and an ordered aggregate sorts
+    // its values, which drops their JSON subtype, so every row object would
+    // have to be parsed again.
+    const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}`;
     const { rows: [page] } = await adapter.execute({
       sql: `SELECT json_group_array(${pullRowJsonSql(info)}) ` +
         `AS rows, count(*) AS total, max(${SEQUENCE_COLUMN}) AS last FROM (` +
-        `SELECT * FROM ${info.quoted} WHERE ${where} ORDER BY ${SEQUENCE_COLUMN} LIMIT ?)`,
-      args: [after, newest, ...scopeArgs, ...ownArgs, limit],
+        `SELECT * FROM ${info.quoted} WHERE ${where} AND ${SEQUENCE_COLUMN} <= ` +
+        `coalesce((${pageEndSql(info, where)}), ?) ORDER BY ${SEQUENCE_COLUMN} LIMIT ?)`,
+      args: [
+        after,
+        newest,
+        ...scopeArgs,
+        after,
+        newest,
+        ...scopeArgs,
+        limit,
+        budget,
+        newest,
+        limit,
+      ],
     });
     const last = Number(page?.last ?? newest);
-    let hasMore = false;
-    if (Number(page?.total ?? 0) === limit && last < newest) {
-      const { rows: [more] } = await adapter.execute({
-        sql: `SELECT EXISTS (SELECT 1 FROM ${info.quoted} WHERE ${where}) AS more`,
-        args: [last, newest, ...scopeArgs, ...ownArgs],
-      });
-      hasMore = Number(more?.more) === 1;
-    }
+    // `newest` is a row in scope, so a page that stopped before it leaves more.
+    const hasMore = last < newest;
     let rowsJson = String(page?.rows ?? "[]");
     if (blobColumnsOf(info).length > 0) {
       rowsJson = JSON.stringify(hexBlobsToBase64(info, JSON.parse(rowsJson)));
@@ -340,7 +363,9 @@ async function readSequence(tx: SqlExecutor): Promise<number> {
 }
 
 // Rows already stored under another principal's scope cannot be written:
-// that would change someone else's row, or move it out of their scope.
+// that would change someone else's row, or move it out of their scope. The
+// comparison happens inside SQL, which answers with positions in `list`: an
+// id never makes a round trip through a driver that could alter it.
 async function withoutOthersRows(
   tx: SqlExecutor,
   info: TableInfo,
@@ -350,16 +375,16 @@ async function withoutOthersRows(
 ): Promise<Accepted[]> {
   if (info.def.scope === undefined || principal === undefined) return [...list];
   const { rows } = await tx.execute({
-    sql: `SELECT system_id FROM ${info.quoted} WHERE system_id IN ` +
-      `(SELECT value FROM json_each(?)) AND ${quoteId(info.def.scope)} IS NOT ?`,
+    sql: `SELECT json_group_array(j.key) AS foreign_rows FROM json_each(?) j ` +
+      `JOIN ${info.quoted} t ON t.system_id = j.value WHERE t.${quoteId(info.def.scope)} IS NOT ?`,
     args: [JSON.stringify(list.map((a) => a.row.id)), principal.id],
   });
-  const foreign = new Set(rows.map((row) => String(row.system_id)));
+  const foreign = new Set(JSON.parse(String(rows[0]?.foreign_rows ?? "[]")) as number[]);
   const allowed: Accepted[] = [];
-  for (const item of list) {
-    if (!foreign.has(item.row.id)) {
+  list.forEach((item, position) => {
+    if (!foreign.has(position)) {
       allowed.push(item);
-      continue;
+      return;
     }
     results[item.index] = {
       table: info.name,
@@ -368,45 +393,50 @@ async function withoutOthersRows(
       code: "forbidden",
       message: `Row ${item.row.id} of ${info.name} belongs to another scope`,
     };
-  }
+  });
   return allowed;
 }
 
 // Runs one UPSERT; when the database refuses it (a constraint), retries the
-// rows one by one so that only the offending rows are rejected. A row was
-// applied when it now holds the sequence number it was given: the numbers
-// are new, so only rows this statement wrote can hold them.
+// rows one by one so that only the offending rows are rejected. Returns the
+// sequence numbers the rows hold afterwards: the numbers are new, so a change
+// was applied exactly when its own number is held (a later change to the same
+// row in the same push takes the row, and the number, over).
 async function upsertChunk(
   tx: SqlExecutor,
   info: TableInfo,
   columns: Parameters<typeof upsertStatement>[1],
   chunk: readonly Accepted[],
   numbers: readonly number[],
-  results: PushResult[],
-): Promise<Set<string>> {
-  try {
-    const { rowsAffected } = await tx.execute(
-      upsertStatement(info, columns, chunk.map((a) => a.row), numbers),
-    );
-    if (rowsAffected === 0) return new Set();
-    if (rowsAffected === chunk.length) return new Set(chunk.map((a) => a.row.id));
+  { results, scoped }: { results: PushResult[]; scoped: boolean },
+): Promise<Set<number>> {
+  const upsert = (rows: readonly Accepted[], sequence: readonly number[]) =>
+    tx.execute(upsertStatement(info, columns, rows.map((a) => a.row), { sequence, scoped }));
+  const held = async (from: number, to: number) => {
     const { rows: [found] } = await tx.execute({
-      sql: `SELECT json_group_array(system_id) AS ids FROM ${info.quoted} ` +
+      sql: `SELECT json_group_array(${SEQUENCE_COLUMN}) AS numbers FROM ${info.quoted} ` +
         `WHERE ${SEQUENCE_COLUMN} BETWEEN ? AND ?`,
-      args: [numbers[0]!, numbers.at(-1)!],
+      args: [from, to],
     });
-    return new Set(JSON.parse(String(found?.ids ?? "[]")) as string[]);
+    return new Set(JSON.parse(String(found?.numbers ?? "[]")) as number[]);
+  };
+  try {
+    const { rowsAffected } = await upsert(chunk, numbers);
+    if (rowsAffected === 0) return new Set();
+    // Distinct rows each count once, so all of them were applied.
+    if (
+      rowsAffected === chunk.length && new Set(chunk.map((a) => a.row.id)).size === chunk.length
+    ) {
+      return new Set(numbers);
+    }
+    return await held(numbers[0]!, numbers.at(-1)!);
   } catch (error) {
     if (!(error instanceof SyncError) || error.code !== "constraint") throw error;
   }
-  const applied = new Set<string>();
   for (let i = 0; i < chunk.length; i++) {
     const { index, row } = chunk[i]!;
     try {
-      const { rowsAffected } = await tx.execute(
-        upsertStatement(info, columns, [row], [numbers[i]!]),
-      );
-      if (rowsAffected > 0) applied.add(row.id);
+      await upsert([chunk[i]!], [numbers[i]!]);
     } catch (error) {
       if (!(error instanceof SyncError) || error.code !== "constraint") throw error;
       results[index] = {
@@ -418,7 +448,23 @@ async function upsertChunk(
       };
     }
   }
-  return applied;
+  return await held(numbers[0]!, numbers.at(-1)!);
+}
+
+// The sequence of the row at which a page reaches its byte budget (the
+// first `limit` rows after the cursor, in order), or NULL when it does not.
+// Sizes are the values' stored lengths (hex doubles a blob), which SQLite
+// knows without reading the values; binds: the page's WHERE arguments, the
+// limit, then the budget.
+function pageEndSql(info: TableInfo, where: string): string {
+  const sizes = info.columns.map((c) =>
+    `coalesce(octet_length(${c.quoted}), 0)${c.kind === "blob" ? " * 2" : ""}`
+  );
+  const size = [`${ROW_OVERHEAD_BYTES}`, `octet_length(system_id)`, ...sizes].join(" + ");
+  return `SELECT ${SEQUENCE_COLUMN} FROM (SELECT ${SEQUENCE_COLUMN}, sum(${size}) OVER ` +
+    `(ORDER BY ${SEQUENCE_COLUMN} ROWS UNBOUNDED PRECEDING) AS running FROM ${info.quoted} ` +
+    `WHERE ${where} ORDER BY ${SEQUENCE_COLUMN} LIMIT ?) WHERE running >= ? ` +
+    `ORDER BY ${SEQUENCE_COLUMN} LIMIT 1`;
 }
 
 interface PageJson {

@@ -14,9 +14,10 @@
  * `--port` (`SYNC_PORT`, default 8787), `--schema` (`SYNC_SCHEMA`, a module
  * exporting `schema`; default the example tasks schema), `--auth-token`
  * (`SYNC_AUTH_TOKEN`, for a remote libSQL URL), `--tokens` (`SYNC_TOKENS`,
- * `secret=principal,…`: bearer tokens, checked by Hono's bearer-auth
- * middleware; the principal is matched against scope columns). Without
- * tokens every request is served.
+ * `secret=principal,…`: bearer tokens; a missing, malformed or unknown
+ * `Authorization: Bearer <token>` is a 401 before the body is read; the
+ * principal is matched against scope columns). Without tokens every request
+ * is served.
  *
  * Logs one line per request. On SIGINT or SIGTERM it stops accepting
  * connections, answers the requests in flight — every acknowledged push is
@@ -27,7 +28,6 @@
 
 import { createClient } from "@libsql/client";
 import { type Context, Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
@@ -35,7 +35,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Schema } from "../src/schema.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
-import { createSyncServer } from "./app.ts";
+import { createSyncServer, notFound } from "./app.ts";
 import { openServerDatabase } from "./database.ts";
 import { serve } from "./serve.ts";
 
@@ -92,29 +92,14 @@ app.use(async (c, next) => {
   else console.log(line);
 });
 const tokens = parseTokens(flags.tokens ?? process.env.SYNC_TOKENS);
-if (tokens.size > 0) {
-  const refuse = {
-    message: { error: { code: "unauthorized", message: "Missing or invalid token" } },
-  };
-  for (const path of ["/push", "/pull"]) {
-    app.use(
-      path,
-      bearerAuth({
-        verifyToken: (token, c) => {
-          const id = tokens.get(token);
-          if (id !== undefined) c.set("principal" as never, { id } as never);
-          return id !== undefined;
-        },
-        noAuthenticationHeader: refuse,
-        invalidAuthenticationHeader: refuse,
-        invalidToken: refuse,
-      }),
-    );
-  }
-}
-const authorize = tokens.size === 0
-  ? undefined
-  : (c: Context) => c.get("principal" as never) as { id: string } | undefined;
+// `Authorization: Bearer <token>` and nothing else; anything missing,
+// malformed or unknown is the same 401.
+const authorize = tokens.size === 0 ? undefined : (c: Context) => {
+  const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(c.req.header("authorization") ?? "");
+  const id = match === null ? undefined : tokens.get(match[1]!);
+  return id === undefined ? null : { id };
+};
+app.notFound(notFound);
 app.route("/", createSyncServer({ database, authorize }));
 
 const server = await serve(app.fetch, { hostname: host, port });

@@ -345,7 +345,13 @@ function operations<T extends Record<string, TableDef>>(
     },
     async update(table, systemId, patch) {
       const info = tableInfo(table);
-      const [result] = await write(prepareUpdate(info, systemId, patch, hlc));
+      const statements = prepareUpdate(info, systemId, patch, hlc);
+      if (statements.length === 0) {
+        const row = await ops.get(table, systemId);
+        if (row === undefined) throw notFound(info, systemId);
+        return row;
+      }
+      const [result] = await write(statements);
       const row = result?.rows[0];
       if (row === undefined) throw notFound(info, systemId);
       return decodeRow(info, row) as never;

@@ -8,6 +8,11 @@
  * `protocol_mismatch`, `schema_mismatch` or `server_error` with the server's
  * code and message. Every request has a timeout.
  *
+ * Pushes are cut to `maxPushBytes`. When the server still finds a push too
+ * large (413), it is sent again in halves; a single change the server refuses
+ * as too large is `rejected` with code `too_large`, alone: it moves to
+ * `_sync_rejected` and never holds back the changes behind it.
+ *
  * @example
  * ```ts
  * const manager = new ServerSyncManager({
@@ -31,7 +36,6 @@ import {
   type ProtocolSchemas,
   type PullRequest,
   type PullResponse,
-  type PushRequest,
   type PushResult,
 } from "./protocol.ts";
 import type { TableDef } from "./schema.ts";
@@ -52,6 +56,12 @@ export interface HttpSyncOptions {
   pullLimit?: number;
   /** Request timeout, ms (default 30,000). */
   timeout?: number;
+  /**
+   * About how many bytes one push request carries (default 4 MiB, half the
+   * server's default body limit): a batch is sent in as many requests as it
+   * takes. A change larger than that goes alone.
+   */
+  maxPushBytes?: number;
 }
 
 /** The transport pair for `ServerSyncManager`. */
@@ -112,7 +122,7 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       response = await fetchImpl(`${base}${path}`, {
         method: "POST",
         headers: { "content-type": "application/json", ...extra },
-        body: JSON.stringify(body),
+        body: typeof body === "string" ? body : JSON.stringify(body),
         signal: AbortSignal.timeout(timeout),
       });
     } catch (cause) {
@@ -147,6 +157,45 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     throw new SyncError("server_error", message, { details });
   }
 
+  const maxPushBytes = options.maxPushBytes ?? 4 * 1024 * 1024;
+
+  // Pushes `part`; a 413 splits it in halves, down to a change refused alone.
+  async function pushPart(
+    db: Database<Record<string, TableDef>>,
+    head: string,
+    part: readonly EncodedChange[],
+  ): Promise<PushResult[]> {
+    let response: unknown;
+    try {
+      response = await post<unknown>("/push", `${head}${part.map((e) => e.json).join(",")}]}`);
+    } catch (error) {
+      if (!(error instanceof SyncError) || error.details.status !== 413) throw error;
+      if (part.length === 1) {
+        const { change } = part[0]!;
+        return [{
+          table: change.table,
+          id: change.id,
+          status: "rejected",
+          code: "too_large",
+          message: `The change is too large for the server (${error.message})`,
+        }];
+      }
+      const half = Math.ceil(part.length / 2);
+      return [
+        ...await pushPart(db, head, part.slice(0, half)),
+        ...await pushPart(db, head, part.slice(half)),
+      ];
+    }
+    const checked = v.safeParse(schemasOf(db).pushResponse, response);
+    if (!checked.success) {
+      throw new SyncError(
+        "server_error",
+        `The push response is malformed: ${v.summarize(checked.issues)}`,
+      );
+    }
+    return [...checked.output.results];
+  }
+
   // One page asked for ahead of the call that will use it (see onFetch).
   let ahead: { db: object; key: string; response: Promise<PullResponse> } | undefined;
 
@@ -169,27 +218,21 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     sendConcurrency: 2,
     async onSend(operations, db) {
       const tables = tablesOf(db);
-      const request: PushRequest = {
-        protocol: PROTOCOL_VERSION,
-        nodeId: db.nodeId,
-        schema: db.schema.hash,
-        // A DirtyRow is the push change; only blobs need converting (to base64).
-        changes: operations.map((change) => {
-          const info = tables.get(change.table);
-          return info === undefined || blobColumnsOf(info).length === 0
-            ? change
-            : { ...change, data: dataToWire(info, change.data) };
-        }),
-      };
-      const response = await post<unknown>("/push", request);
-      const checked = v.safeParse(schemasOf(db).pushResponse, response);
-      if (!checked.success) {
-        throw new SyncError(
-          "server_error",
-          `The push response is malformed: ${v.summarize(checked.issues)}`,
-        );
+      const head = `{"protocol":${PROTOCOL_VERSION},"nodeId":${JSON.stringify(db.nodeId)},` +
+        `"schema":${JSON.stringify(db.schema.hash)},"changes":[`;
+      // A DirtyRow is the push change; only blobs need converting (to base64).
+      const encoded = operations.map((change) => {
+        const info = tables.get(change.table);
+        const wire = info === undefined || blobColumnsOf(info).length === 0
+          ? change
+          : { ...change, data: dataToWire(info, change.data) };
+        return { change, json: JSON.stringify(wire) };
+      });
+      const results: PushResult[] = [];
+      for (const part of packByBytes(encoded, maxPushBytes - head.length - 2)) {
+        results.push(...await pushPart(db, head, part));
       }
-      return [...checked.output.results];
+      return results;
     },
 
     async onFetch(db, tableTimestamps) {
@@ -250,6 +293,40 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       return { hasMore };
     },
   };
+}
+
+interface EncodedChange {
+  readonly change: DirtyRow;
+  readonly json: string;
+}
+
+// Cuts changes into runs whose JSON stays within `budget` UTF-8 bytes (a
+// change larger than the budget forms a run of its own).
+function packByBytes(encoded: readonly EncodedChange[], budget: number): EncodedChange[][] {
+  const parts: EncodedChange[][] = [];
+  let part: EncodedChange[] = [];
+  let bytes = 0;
+  for (const item of encoded) {
+    const size = utf8Length(item.json);
+    if (part.length > 0 && bytes + size + 1 > budget) {
+      parts.push(part);
+      part = [];
+      bytes = 0;
+    }
+    part.push(item);
+    bytes += size + 1;
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code >= 0xd800 && code <= 0xdbff ? (i++, 4) : 3;
+  }
+  return bytes;
 }
 
 // Cursors and headers as one comparable string, whatever the order of keys.

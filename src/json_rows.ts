@@ -10,11 +10,17 @@
  * with the row count, and libSQL holds far less native memory per statement.
  * JSON has no bytes and no 64-bit integers: blobs travel as hex (read back
  * with `unhex`), bigints as decimal strings (the column's INTEGER affinity
- * turns them back into integers).
+ * turns them back into integers). Reals travel as strings of 17 significant
+ * digits read back with `CAST(… AS REAL)`: SQLite turns such a string into
+ * the very same double, while the shortest form JavaScript writes comes back
+ * off by one unit in the last place for some values.
  *
  * Out: a row's declared columns as one JSON object built by SQLite
  * (`dataJsonSql`, the shape of pull pages), so a page of rows is one value to
- * parse, not a result row per row to convert.
+ * parse, not a result row per row to convert. SQLite's JSON writes reals with
+ * 15 significant digits, which loses precision; real columns go out through
+ * `printf('%!.17g')` instead (`realJsonSql`), which JavaScript parses back
+ * to the stored double exactly.
  *
  * @module
  */
@@ -28,8 +34,9 @@ const HEX: readonly string[] = Array.from(
   (_, i) => i.toString(16).padStart(2, "0"),
 );
 
-/** A value as it travels inside the JSON argument. */
-export function toJsonValue(value: SqlValue): string | number | boolean | null {
+/** A value as it travels inside the JSON argument (`kind`: the column's, if any). */
+export function toJsonValue(value: SqlValue, kind?: ColumnKind): string | number | boolean | null {
+  if (kind === "real" && typeof value === "number") return value.toPrecision(17);
   if (value === null || typeof value !== "object") {
     return typeof value === "bigint" ? value.toString() : value;
   }
@@ -41,7 +48,9 @@ export function toJsonValue(value: SqlValue): string | number | boolean | null {
 
 /** The expression reading element `index` of a `json_each` row as a value of `kind`. */
 function jsonElement(index: number, kind?: ColumnKind): string {
-  return kind === "blob" ? `unhex(value ->> ${index})` : `value ->> ${index}`;
+  if (kind === "blob") return `unhex(value ->> ${index})`;
+  if (kind === "real") return `CAST(value ->> ${index} AS REAL)`;
+  return `value ->> ${index}`;
 }
 
 /** The select list reading `kinds.length` elements of a `json_each` row, in order. */
@@ -57,6 +66,11 @@ function sqlString(value: string): string {
 /** A blob as hex text, and NULL as NULL (SQLite's `hex(NULL)` is ''). */
 export function blobHexSql(sql: string): string {
   return `CASE WHEN ${sql} IS NULL THEN NULL ELSE hex(${sql}) END`;
+}
+
+/** A stored real as a JSON number with every digit it needs (17 significant). */
+export function realJsonSql(sql: string): string {
+  return `CASE WHEN typeof(${sql}) = 'real' THEN json(printf('%!.17g', ${sql})) ELSE ${sql} END`;
 }
 
 /** A stored 0/1 (or NULL) as a JSON boolean (or null). */
@@ -78,6 +92,8 @@ export function dataJsonSql(info: TableInfo): string {
       ? `json(${c})`
       : column.kind === "blob"
       ? blobHexSql(c)
+      : column.kind === "real"
+      ? realJsonSql(c)
       : c;
     return `${sqlString(column.name)}, ${value}`;
   });

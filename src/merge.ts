@@ -44,6 +44,7 @@ import {
   type TableInfo,
 } from "./table_info.ts";
 import { persistClockStatement } from "./writes.ts";
+import { describeValue, isRowId, ROW_ID_RULE } from "./values.ts";
 
 /**
  * One row as the server sends it. The flat shape of the declarative_sqlite seed
@@ -213,15 +214,19 @@ export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
   const input = raw as Record<string, unknown>;
   const flat = !("id" in input) && "system_id" in input;
   const id = flat ? input.system_id : input.id;
-  if (typeof id !== "string" || id.length === 0 || id.length > 128) {
-    throw invalid(info, undefined, `invalid row id ${JSON.stringify(id)}`);
+  if (!isRowId(id)) {
+    throw new SyncError(
+      "invalid_value",
+      `Invalid row id ${describeValue(id)} for ${info.name}: expected ${ROW_ID_RULE}`,
+      { details: { table: info.name } },
+    );
   }
   const version = flat ? input.system_version : input.version;
   if (!isHlc(version)) {
     throw new SyncError(
       "invalid_version",
-      `Invalid version ${JSON.stringify(version)} for row ${id} of ${info.name}`,
-      { details: { table: info.name, id, version } },
+      `Invalid version ${describeValue(version)} for row ${id} of ${info.name}`,
+      { details: { table: info.name, id } },
     );
   }
   const createdAt = (flat ? input.system_created_at : input.createdAt) ?? version;
@@ -239,7 +244,7 @@ export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
     deletedRaw !== undefined && typeof deletedRaw !== "boolean" && deletedRaw !== 0 &&
     deletedRaw !== 1
   ) {
-    throw invalid(info, id, `deleted must be a boolean, got ${JSON.stringify(deletedRaw)}`);
+    throw invalid(info, id, `deleted must be a boolean, got ${describeValue(deletedRaw)}`);
   }
   const deleted = deletedRaw === true || deletedRaw === 1 ? 1 : 0;
 
@@ -308,22 +313,25 @@ export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
         throw new SyncError(
           "invalid_version",
           `Invalid version ${
-            JSON.stringify(columnVersion)
+            describeValue(columnVersion)
           } of column ${name} in row ${id} of ${info.name}`,
           { details: { table: info.name, id, column: name } },
         );
       }
     }
+    // Own properties only: a column may be named like an Object method.
+    const explicitOf = (name: string) =>
+      Object.hasOwn(explicit, name) ? explicit[name] as string : undefined;
     for (const column of info.columns) {
       if (values[column.index] !== undefined) {
-        columnVersions[column.name] = (explicit[column.name] as string | undefined) ?? version;
+        columnVersions[column.name] = explicitOf(column.name) ?? version;
       }
     }
     // Without explicit versions the change is a whole-row write, the tombstone
     // flag included; with them, only what they list was written.
     if (given === undefined) columnVersions.is_deleted = version;
-    else if (explicit.is_deleted !== undefined) {
-      columnVersions.is_deleted = explicit.is_deleted as string;
+    else if (explicitOf("is_deleted") !== undefined) {
+      columnVersions.is_deleted = explicitOf("is_deleted")!;
     }
   }
   return { id, version, createdAt, deleted, values, signature, columnVersions };
@@ -355,16 +363,31 @@ export function groupByColumns(
   return [...groups.values()];
 }
 
+/** Server-side options of {@linkcode upsertStatement}. */
+export interface UpsertOptions {
+  /** Each row's change sequence number (the server): the rows applied hold theirs afterwards. */
+  readonly sequence?: readonly number[];
+  /**
+   * The table's scope column must already hold the incoming row's value for
+   * a stored row to be changed: a write never crosses scopes, whatever
+   * checks ran before it.
+   */
+  readonly scoped?: boolean;
+}
+
 /**
  * The UPSERT of `rows`, all carrying `columns`, as one statement. With
  * `sequence` (the server), each row also gets its change sequence number, so
  * the rows it applied are the ones holding those numbers afterwards.
+ *
+ * The creation version follows the winning change: the newer version brings
+ * its own `system_created_at`, so every replica ends with the same one.
  */
 export function upsertStatement(
   info: TableInfo,
   columns: readonly ColumnInfo[],
   rows: readonly NormalizedRow[],
-  sequence?: readonly number[],
+  { sequence, scoped = false }: UpsertOptions = {},
 ): SqlStatement {
   const elements: unknown[] = new Array(rows.length);
   for (let r = 0; r < rows.length; r++) {
@@ -372,11 +395,13 @@ export function upsertStatement(
     const element: unknown[] = [row.id, row.version, row.createdAt, row.deleted];
     if (info.perColumn) element.push(JSON.stringify(row.columnVersions));
     if (sequence !== undefined) element.push(sequence[r]!);
-    for (const column of columns) element.push(toJsonValue(row.values[column.index]!));
+    for (const column of columns) {
+      element.push(toJsonValue(row.values[column.index]!, column.kind));
+    }
     elements[r] = element;
   }
   return {
-    sql: upsertSql(info, columns, sequence !== undefined),
+    sql: upsertSql(info, columns, sequence !== undefined, scoped && info.def.scope !== undefined),
     args: [JSON.stringify(elements)],
   };
 }
@@ -384,11 +409,16 @@ export function upsertStatement(
 const upsertSqlCache = new WeakMap<TableInfo, Map<string, string>>();
 
 // The UPSERT of rows carrying `carried`, cached per table, column set and role.
-function upsertSql(info: TableInfo, carried: readonly ColumnInfo[], sequenced: boolean): string {
+function upsertSql(
+  info: TableInfo,
+  carried: readonly ColumnInfo[],
+  sequenced: boolean,
+  scoped: boolean,
+): string {
   const columns = carried.map((c) => c.name);
   let cache = upsertSqlCache.get(info);
   if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
-  const key = `${sequenced}:${columns.join(",")}`;
+  const key = `${sequenced}:${scoped}:${columns.join(",")}`;
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
 
@@ -400,12 +430,19 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[], sequenced: b
   const select = jsonSelectList([...system.map(() => undefined), ...carried.map((c) => c.kind)]);
   const head = `INSERT INTO ${t} (${[...system, ...quoted].join(", ")}) ` +
     `SELECT ${select} FROM json_each(?) WHERE true ON CONFLICT (system_id) DO UPDATE SET `;
+  const sameScope = scoped
+    ? ` AND ${t}.${quoteId(info.def.scope!)} IS excluded.${quoteId(info.def.scope!)}`
+    : "";
   let sql: string;
   if (!info.perColumn) {
-    const sets = [`system_version = excluded.system_version`, `is_deleted = excluded.is_deleted`]
-      .concat(quoted.map((c) => `${c} = excluded.${c}`));
+    const sets = [
+      `system_version = excluded.system_version`,
+      `system_created_at = excluded.system_created_at`,
+      `is_deleted = excluded.is_deleted`,
+    ].concat(quoted.map((c) => `${c} = excluded.${c}`));
     if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
-    sql = head + `${sets.join(", ")} WHERE excluded.system_version > ${t}.system_version`;
+    sql = head +
+      `${sets.join(", ")} WHERE excluded.system_version > ${t}.system_version${sameScope}`;
   } else {
     const cv = quoteId(COLUMN_VERSIONS);
     const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
@@ -421,9 +458,15 @@ function upsertSql(info: TableInfo, carried: readonly ColumnInfo[], sequenced: b
       .map((name) => `'${name}', max(${mine(name)}, coalesce(${theirs(name)}, ''))`)
       .join(", ");
     sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
+    // SET expressions read the row as it was: the creation version comes with
+    // the newer row version, which is the greatest column version.
+    sets.push(
+      `system_created_at = CASE WHEN excluded.system_version > ${t}.system_version ` +
+        `THEN excluded.system_created_at ELSE ${t}.system_created_at END`,
+    );
     sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
     if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
-    sql = head + `${sets.join(", ")} WHERE ${tracked.map(newer).join(" OR ")}`;
+    sql = head + `${sets.join(", ")} WHERE (${tracked.map(newer).join(" OR ")})${sameScope}`;
   }
   cache.set(key, sql);
   return sql;

@@ -26,6 +26,7 @@ import { HLC_PATTERN, NODE_ID_PATTERN } from "./hlc.ts";
 import type { DirtyRow } from "./outbox.ts";
 import type { ColumnKind, Schema, TableDef } from "./schema.ts";
 import { describeTables } from "./table_info.ts";
+import { describeValue } from "./values.ts";
 
 /** The version of the wire protocol; both ends send it and refuse a mismatch (409). */
 export const PROTOCOL_VERSION = 1;
@@ -158,9 +159,49 @@ export const DEFAULT_MAX_PULL_LIMIT = 5_000;
 
 const HLC = v.pipe(
   v.string(),
+  v.maxLength(100, "Expected an HLC version"),
   v.regex(HLC_PATTERN, "Expected an HLC version"),
 );
-const ROW_ID = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
+// Row ids and values are typed here and checked row by row in `normalizeRow`
+// (`values.ts`): a bad one rejects its own change, not the whole push.
+const ROW_ID = v.string();
+
+/** True for an object that is not an array (what JSON calls an object). */
+function isJsonObject(input: unknown): input is Record<string, unknown> {
+  return typeof input === "object" && input !== null && !Array.isArray(input);
+}
+
+/**
+ * An object whose own keys must each be one of `entries` (all optional), each
+ * value checked by its schema. Unlike valibot's `record` and `object` it
+ * neither skips `__proto__`, `constructor` and `prototype` keys nor sees
+ * inherited properties such as `toString`, so a table or column may have any
+ * of those names.
+ */
+function ownEntries(
+  entries: ReadonlyMap<string, v.GenericSchema>,
+  unknownKey: string,
+): v.GenericSchema<Record<string, unknown>> {
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isJsonObject, "Expected an object"),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const input = dataset.value;
+      for (const key of Object.keys(input)) {
+        const path = [{ type: "object" as const, origin: "value" as const, input, key }];
+        const schema = entries.get(key);
+        if (schema === undefined) {
+          addIssue({ message: `${unknownKey}: ${describeValue(key)}`, path: path as never });
+          continue;
+        }
+        const result = v.safeParse(schema, input[key]);
+        if (!result.success) {
+          addIssue({ message: result.issues[0].message, path: path as never });
+        }
+      }
+    }),
+  ) as v.GenericSchema<Record<string, unknown>>;
+}
 
 function valueSchema(kind: ColumnKind): v.GenericSchema {
   switch (kind) {
@@ -173,7 +214,7 @@ function valueSchema(kind: ColumnKind): v.GenericSchema {
     case "boolean":
       return v.boolean();
     case "blob":
-      return v.pipe(v.string(), v.base64());
+      return v.string(); // base64, decoded (and checked) row by row
     case "json":
       return v.unknown();
   }
@@ -200,17 +241,18 @@ export function createProtocolSchemas(
 
   const dataOf = (name: string) => {
     const info = synced.find((t) => t.name === name)!;
-    const entries: Record<string, v.GenericSchema> = {};
+    const entries = new Map<string, v.GenericSchema>();
     for (const column of info.columns) {
       const value = valueSchema(column.kind);
-      entries[column.name] = v.optional(column.notNull ? value : v.nullable(value));
+      entries.set(column.name, v.optional(column.notNull ? value : v.nullable(value)));
     }
-    return v.strictObject(entries);
+    return ownEntries(entries, `Unknown column of ${name}`);
   };
   const columnVersions = (name: string) => {
     const info = synced.find((t) => t.name === name)!;
+    const names = [...info.columns.map((c) => c.name), "is_deleted"];
     return v.optional(
-      v.record(v.picklist([...info.columns.map((c) => c.name), "is_deleted"]), HLC),
+      ownEntries(new Map(names.map((column) => [column, HLC])), `Unknown column of ${name}`),
     );
   };
 
@@ -222,6 +264,7 @@ export function createProtocolSchemas(
         id: ROW_ID,
         version: HLC,
         deleted: v.boolean(),
+        createdAt: v.optional(HLC),
         data: dataOf(info.name),
         columnVersions: columnVersions(info.name),
       })
@@ -237,7 +280,9 @@ export function createProtocolSchemas(
       data: dataOf(name),
       columnVersions: columnVersions(name),
     });
-  const tableNames = v.picklist(synced.map((t) => t.name), "Unknown synced table");
+  const cursor = v.nullable(
+    v.pipe(v.string(), v.regex(/^\d{1,15}$/, "Expected a cursor from this server")),
+  );
 
   return {
     pushRequest: v.strictObject({
@@ -252,9 +297,9 @@ export function createProtocolSchemas(
     pullRequest: v.strictObject({
       protocol: v.number(),
       schema: v.string(),
-      cursors: v.record(
-        tableNames,
-        v.nullable(v.pipe(v.string(), v.regex(/^\d{1,15}$/, "Expected a cursor from this server"))),
+      cursors: ownEntries(
+        new Map(synced.map((info) => [info.name, cursor])),
+        "Unknown synced table",
       ),
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
       nodeId: v.optional(

@@ -122,6 +122,12 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   #failures = 0;
   #unsubscribe: (() => void) | undefined;
   #recounting = false;
+  // Local writes so far, and how many there had been when the running sync
+  // started: a `syncNow()` after a later write must not just join that sync.
+  #writes = 0;
+  #writesBeforeRun = 0;
+  #followUp: Promise<void> | undefined;
+  readonly #stopCounting: () => void;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
   constructor(options: ServerSyncManagerOptions<T>) {
@@ -150,6 +156,9 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     }
     this.#options = options;
     this.#db = options.database;
+    this.#stopCounting = this.#db.onChange(() => {
+      this.#writes += 1;
+    });
   }
 
   /** The current status. */
@@ -182,19 +191,31 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     await this.#running?.catch(() => undefined);
   }
 
-  /** Stops the manager (`await using manager = new ServerSyncManager(…)`). */
+  /** Stops the manager for good (`await using manager = new ServerSyncManager(…)`). */
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#stopCounting();
     await this.stop();
   }
 
   /**
-   * Syncs now: sends the outbox, then fetches. A call during a sync joins it.
+   * Syncs now: sends the outbox, then fetches; resolves once everything
+   * written before the call was sent. A call during a sync joins it when
+   * nothing was written since that sync started; otherwise it waits for it
+   * and runs one more (calls meanwhile share that one).
    * @throws the sync's error (a background retry is scheduled if started).
    */
   syncNow(): Promise<void> {
-    if (this.#running !== undefined) return this.#running;
+    if (this.#running !== undefined) {
+      if (this.#writes === this.#writesBeforeRun) return this.#running;
+      this.#followUp ??= this.#running.catch(() => undefined).then(() => {
+        this.#followUp = undefined;
+        return this.syncNow();
+      });
+      return this.#followUp;
+    }
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#writesBeforeRun = this.#writes;
     const run = this.#sync().finally(() => {
       this.#running = undefined;
     });

@@ -11,6 +11,7 @@
 
 import type { SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
+import { isWellFormed, jsonValueProblem, MAX_JSON_LENGTH } from "./values.ts";
 import {
   COLUMN_VERSIONS,
   type ColumnKind,
@@ -182,7 +183,10 @@ export function encodeValue(
   if (value === null) return null;
   switch (kind) {
     case "text":
-      if (typeof value === "string") return value;
+      if (typeof value === "string") {
+        if (isWellFormed(value)) return value;
+        throw refused(table, column, "the string holds a lone surrogate (it has no UTF-8 form)");
+      }
       break;
     case "integer":
       // Safe integers only: larger ones would come back rounded from JSON and
@@ -226,6 +230,8 @@ const EXPECTED: Record<ColumnKind, string> = {
 };
 
 function encodeJson(table: string, column: string, value: unknown): string {
+  const problem = value === undefined ? undefined : jsonValueProblem(value);
+  if (problem !== undefined) throw refused(table, column, problem);
   let encoded: string | undefined;
   try {
     encoded = JSON.stringify(value);
@@ -236,13 +242,18 @@ function encodeJson(table: string, column: string, value: unknown): string {
     });
   }
   if (encoded === undefined) {
-    throw new SyncError(
-      "invalid_value",
-      `Invalid value for ${table}.${column}: expected a JSON value, got ${describe(value)}`,
-      { details: { table, column } },
-    );
+    throw refused(table, column, `expected a JSON value, got ${describe(value)}`);
+  }
+  if (encoded.length > MAX_JSON_LENGTH) {
+    throw refused(table, column, `the JSON text is longer than ${MAX_JSON_LENGTH} characters`);
   }
   return encoded;
+}
+
+function refused(table: string, column: string, why: string): SyncError {
+  return new SyncError("invalid_value", `Invalid value for ${table}.${column}: ${why}`, {
+    details: { table, column },
+  });
 }
 
 /** Decodes one stored value to its column's JavaScript type. */

@@ -20,6 +20,7 @@ import { jsonSelectList, toJsonValue } from "./json_rows.ts";
 import { recordIfChangedStatement, recordStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS, SYSTEM_COLUMNS } from "./schema.ts";
 import { decodeValue, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { isRowId, ROW_ID_RULE } from "./values.ts";
 
 /** Rows per INSERT statement (bound as one JSON argument, see `json_rows.ts`). */
 const ROWS_PER_STATEMENT = 1_000;
@@ -99,7 +100,7 @@ function encodeInsertRow(
     const given = input[column.name];
     if (given === undefined) {
       if (column.encodedDefault !== undefined) {
-        element.push(toJsonValue(column.encodedDefault));
+        element.push(toJsonValue(column.encodedDefault, column.kind));
         row[column.name] = decodeValue(column.kind, column.encodedDefault);
         continue;
       }
@@ -116,7 +117,7 @@ function encodeInsertRow(
     }
     const encoded = encodeValue(info.name, column.name, column.kind, given);
     if (encoded === null && column.notNull) throw notNullError(info, column.name);
-    element.push(toJsonValue(encoded));
+    element.push(toJsonValue(encoded, column.kind));
     row[column.name] = decodeValue(column.kind, encoded);
   }
   return row;
@@ -125,10 +126,10 @@ function encodeInsertRow(
 function systemIdOf(info: TableInfo, input: Record<string, unknown>, hlc: HlcClock): string {
   const given = input.system_id;
   if (given === undefined) return uuidv7(hlc.wallClock());
-  if (typeof given !== "string" || given.length === 0 || given.length > 128) {
+  if (!isRowId(given)) {
     throw new SyncError(
       "invalid_value",
-      `Invalid system_id for ${info.name}: expected a string of 1-128 characters`,
+      `Invalid system_id for ${info.name}: expected ${ROW_ID_RULE}`,
       { details: { table: info.name, column: "system_id" } },
     );
   }
@@ -143,7 +144,11 @@ function allColumnVersions(info: TableInfo, version: string): Record<string, str
   return versions;
 }
 
-/** The statements of an update; the first one returns the updated row (none when not found). */
+/**
+ * The statements of an update; the first one returns the updated row (none
+ * when not found). A patch that sets no column of a synced table gives no
+ * statement: the row stays as it is.
+ */
 export function prepareUpdate(
   info: TableInfo,
   key: string | number,
@@ -174,6 +179,9 @@ export function prepareUpdate(
       args: [...args, key],
     }];
   }
+  // Nothing to change: no new version, no outbox entry (a version that
+  // changes no column would be stale everywhere else).
+  if (changed.length === 0) return [];
   const version = hlc.now();
   sets.push(`system_version = ?`);
   args.push(version);

@@ -28,6 +28,7 @@ test("insert stamps the system columns and records the row in the outbox", async
     table: "tasks",
     id: task.system_id,
     version: task.system_version,
+    createdAt: task.system_created_at,
     deleted: false,
     data: { title: "Buy milk", done: 0, notes: null },
   }]);
@@ -241,6 +242,7 @@ test("column tables carry a version per column in the outbox", async () => {
     id: note.system_id,
     version: pinned.system_version,
     deleted: false,
+    createdAt: note.system_created_at,
     data: { body: "hello", pinned: true, color: null },
     columnVersions: {
       body: note.system_version,

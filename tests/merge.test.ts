@@ -37,7 +37,13 @@ test("applyServerChanges inserts unknown rows, applies newer versions and ignore
   await db.applyServerChanges({
     tasks: {
       rows: [
-        { id: "a", version: v(3), deleted: false, data: { title: "a3", done: 1, notes: "x" } },
+        {
+          id: "a",
+          version: v(3),
+          createdAt: v(1),
+          deleted: false,
+          data: { title: "a3", done: 1, notes: "x" },
+        },
         {
           id: "a",
           version: v(2),
@@ -195,7 +201,7 @@ test("malformed changes raise a SyncError and apply nothing from that call", asy
       { tasks: { rows: [good, { id: "x", version: v(3), data: { title: null } }], cursor: "c2" } },
       "invalid_change",
     ],
-    [{ tasks: { rows: [good, { id: "", version: v(3) }], cursor: "c2" } }, "invalid_change"],
+    [{ tasks: { rows: [good, { id: "", version: v(3) }], cursor: "c2" } }, "invalid_value"],
     [
       { tasks: { rows: [good, { id: "x", version: v(3), deleted: "yes" }], cursor: "c2" } },
       "invalid_change",
