@@ -64,11 +64,28 @@ test("server/main.ts serves an embedded file behind bearer tokens and stops on S
       schema: schema.hash,
       changes: [{ table: "tasks", id: "t1", version, deleted: false, data: { title: "kept" } }],
     };
-    for (const headers of [{}, { authorization: "Bearer wrong" }] as Record<string, string>[]) {
+    // Missing, malformed or unknown credentials are all the documented 401.
+    const malformed = [
+      "Bearer wrong",
+      "Bearer",
+      "Bearer ",
+      "Basic czNjcmV0",
+      "Bearer s3cret s3cret",
+    ];
+    for (
+      const headers of [{}, ...malformed.map((authorization) => ({ authorization }))] as Record<
+        string,
+        string
+      >[]
+    ) {
       const refused = await post(`${url}/push`, body, headers);
-      assert.equal(refused.status, 401);
+      assert.equal(refused.status, 401, JSON.stringify(headers));
       assert.equal((refused.json.error as { code: string }).code, "unauthorized");
     }
+    const missing = await fetch(`${url}/nowhere`);
+    assert.equal(missing.status, 404);
+    assert.match(missing.headers.get("content-type") ?? "", /^application\/json/);
+    assert.equal((await missing.json()).error.code, "not_found");
     const { status, json } = await post(`${url}/push`, body, { authorization: "Bearer s3cret" });
     assert.equal(status, 200);
     assert.deepEqual(json.results, [{ table: "tasks", id: "t1", status: "applied" }]);
