@@ -29,10 +29,27 @@ import type { SqlValue } from "./adapter.ts";
 import type { ColumnKind } from "./schema.ts";
 import type { TableInfo } from "./table_info.ts";
 
-const HEX: readonly string[] = Array.from(
-  { length: 256 },
-  (_, i) => i.toString(16).padStart(2, "0"),
-);
+// The two ASCII hex digits of every byte value, as character codes.
+const HEX_PAIRS: Uint16Array = (() => {
+  const digits = "0123456789abcdef";
+  const pairs = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    pairs[i] = (digits.charCodeAt(i >> 4) << 8) | digits.charCodeAt(i & 15);
+  }
+  return pairs;
+})();
+const ascii = new TextDecoder();
+
+/** Bytes as lowercase hex text, built natively (a blob can be megabytes). */
+export function toHex(bytes: Uint8Array): string {
+  const out = new Uint8Array(bytes.length * 2);
+  for (let i = 0; i < bytes.length; i++) {
+    const pair = HEX_PAIRS[bytes[i]!]!;
+    out[2 * i] = pair >> 8;
+    out[2 * i + 1] = pair & 0xff;
+  }
+  return ascii.decode(out);
+}
 
 /** A value as it travels inside the JSON argument (`kind`: the column's, if any). */
 export function toJsonValue(value: SqlValue, kind?: ColumnKind): string | number | boolean | null {
@@ -40,10 +57,7 @@ export function toJsonValue(value: SqlValue, kind?: ColumnKind): string | number
   if (value === null || typeof value !== "object") {
     return typeof value === "bigint" ? value.toString() : value;
   }
-  const bytes = value instanceof Uint8Array ? value : new Uint8Array(value);
-  let hex = "";
-  for (let i = 0; i < bytes.length; i++) hex += HEX[bytes[i]!];
-  return hex;
+  return toHex(value instanceof Uint8Array ? value : new Uint8Array(value));
 }
 
 /** The expression reading element `index` of a `json_each` row as a value of `kind`. */

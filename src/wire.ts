@@ -63,10 +63,25 @@ export function fromBase64(text: string): Uint8Array {
   return bytes;
 }
 
-/** Decodes SQLite's `hex()` text to bytes. */
+// The value of each hex digit's character code, -1 for others.
+const HEX_VALUES: Int8Array = (() => {
+  const values = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 16; i++) {
+    values["0123456789abcdef".charCodeAt(i)] = i;
+    values["0123456789ABCDEF".charCodeAt(i)] = i;
+  }
+  return values;
+})();
+
+/** Decodes SQLite's `hex()` text (or any hex) to bytes. */
 export function fromHex(hex: string): Uint8Array {
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  const bytes = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < bytes.length; i++) {
+    const high = HEX_VALUES[hex.charCodeAt(2 * i)] ?? -1;
+    const low = HEX_VALUES[hex.charCodeAt(2 * i + 1)] ?? -1;
+    if (high < 0 || low < 0) throw new RangeError(`Invalid hex digit near ${2 * i}`);
+    bytes[i] = (high << 4) | low;
+  }
   return bytes;
 }
 

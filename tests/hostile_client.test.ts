@@ -63,7 +63,8 @@ const task = (id: string, data: Record<string, unknown>, v = version()) => ({
 
 type Results = { status: string; code?: string; id: string }[];
 
-async function closeAll(clients: Client[]) {
+// deno-lint-ignore no-explicit-any
+async function closeAll(clients: TestClient<any>[]) {
   for (const client of clients) {
     await client.manager.stop();
     await client.db.close();
