@@ -7,7 +7,9 @@
  * default, a changed `notNull`, a table moving in or out of sync or between
  * `lww` modes — raises `SyncError("destructive_migration")` naming the table and
  * column, before anything is changed. The DDL of one migration runs in one
- * batch, so it applies completely or not at all.
+ * write transaction with the reads it was planned from, so it applies
+ * completely or not at all, and two processes opening one new file at once
+ * both succeed.
  *
  * The schema hash is stored in `_sync_meta`; reopening an unchanged schema
  * costs one query and runs no DDL.
@@ -15,7 +17,7 @@
  * @module
  */
 
-import type { SqlAdapter, SqlStatement, SqlValue } from "./adapter.ts";
+import type { SqlAdapter, SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import { COLUMN_VERSIONS, indexName, type Schema, SYSTEM_COLUMNS } from "./schema.ts";
 import {
@@ -60,12 +62,31 @@ export async function migrate(
   tables: ReadonlyMap<string, TableInfo>,
   role: DatabaseRole = "client",
 ): Promise<StoredMeta> {
-  const meta = await readMeta(adapter);
   const hash = role === "server" ? `${schema.hash}/server` : schema.hash;
-  if (meta !== undefined && meta.get("schema_hash") === hash) {
-    return { nodeId: meta.get("node_id"), hlc: meta.get("hlc") };
-  }
+  const stored = (meta: Map<string, string> | undefined): StoredMeta => ({
+    nodeId: meta?.get("node_id"),
+    hlc: meta?.get("hlc"),
+  });
+  const meta = await readMeta(adapter);
+  if (meta !== undefined && meta.get("schema_hash") === hash) return stored(meta);
+  // Read and change under the write lock: another process opening the same
+  // file at the same moment migrates first or waits, and then finds the
+  // tables it would have created.
+  return await adapter.transaction(async (tx) => {
+    const current = await readMeta(tx);
+    if (current !== undefined && current.get("schema_hash") === hash) return stored(current);
+    await tx.batch(await migrationStatements(tx, tables, role, hash));
+    return stored(current);
+  });
+}
 
+// The DDL that brings the stored tables to `tables`, ending with the new hash.
+async function migrationStatements(
+  adapter: SqlExecutor,
+  tables: ReadonlyMap<string, TableInfo>,
+  role: DatabaseRole,
+  hash: string,
+): Promise<SqlStatement[]> {
   const existing = await readStoredTables(adapter, [...tables.keys()]);
   const { rows: indexRows } = await adapter.execute({
     sql: `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL`,
@@ -104,8 +125,7 @@ export async function migrate(
       `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
     args: [hash],
   });
-  await adapter.batch(ddl);
-  return { nodeId: meta?.get("node_id"), hlc: meta?.get("hlc") };
+  return ddl;
 }
 
 interface StoredColumn {
@@ -114,7 +134,7 @@ interface StoredColumn {
   readonly notNull: boolean;
 }
 
-async function readMeta(adapter: SqlAdapter): Promise<Map<string, string> | undefined> {
+async function readMeta(adapter: SqlExecutor): Promise<Map<string, string> | undefined> {
   const found = await adapter.execute({
     sql: `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sync_meta'`,
   });
@@ -124,7 +144,7 @@ async function readMeta(adapter: SqlAdapter): Promise<Map<string, string> | unde
 }
 
 async function readStoredTables(
-  adapter: SqlAdapter,
+  adapter: SqlExecutor,
   names: readonly string[],
 ): Promise<Map<string, StoredColumn[]>> {
   const { rows } = await adapter.execute({
