@@ -187,11 +187,11 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
 
   app.post("/push", authorized, validRequest(schemas.pushRequest), async (c) => {
     const request = c.get("request") as PushRequest;
-    const results = await database.push(request.changes, {
+    const { results, held } = await database.applyPush(request.changes, {
       principal: c.get("principal"),
       maxDrift: options.maxDrift,
     });
-    return c.json({ results, serverTime: database.now() });
+    return c.json({ results, held, serverTime: database.now() });
   });
 
   app.post("/pull", authorized, validRequest(schemas.pullRequest), async (c) => {
@@ -199,6 +199,7 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
     const changes = await database.pullJson(request.cursors, request.limit ?? defaultPullLimit, {
       principal: c.get("principal"),
       maxBytes: maxPullBytes,
+      held: request.held,
     });
     // The pages are JSON text already (written by SQLite): splice, don't re-encode.
     return c.body(`{"changes":${changes},"serverTime":${database.now()}}`, 200, {

@@ -25,7 +25,13 @@ import { describeValue } from "../src/values.ts";
 import { groupByColumns, type NormalizedRow, normalizeRow, upsertStatement } from "../src/merge.ts";
 import { dataJsonSql, jsonBooleanSql } from "../src/json_rows.ts";
 import { migrate } from "../src/migrate.ts";
-import type { PullRow, PullTableChanges, PushChange, PushResult } from "../src/protocol.ts";
+import type {
+  HeldRange,
+  PullRow,
+  PullTableChanges,
+  PushChange,
+  PushResult,
+} from "../src/protocol.ts";
 import { COLUMN_VERSIONS, type Schema, type TableDef } from "../src/schema.ts";
 import { describeTables, quoteId, SEQUENCE_COLUMN, type TableInfo } from "../src/table_info.ts";
 import { blobColumnsOf, dataFromWire, fromHex, toBase64 } from "../src/wire.ts";
@@ -62,6 +68,11 @@ export interface ServerDatabase {
   readonly now: () => number;
   /** Applies pushed changes in one transaction; one verdict per change, in order. */
   push(changes: readonly PushChange[], options?: PushOptions): Promise<PushResult[]>;
+  /**
+   * {@linkcode ServerDatabase.push}, also answering which sequence numbers
+   * the applied changes hold (`PushResponse.held`).
+   */
+  applyPush(changes: readonly PushChange[], options?: PushOptions): Promise<PushOutcome>;
   /** One page per requested table: rows changed after each cursor, at most `limit` each. */
   pull(
     cursors: Readonly<Record<string, string | null>>,
@@ -76,6 +87,14 @@ export interface ServerDatabase {
   ): Promise<string>;
   /** Closes the adapter. */
   close(): Promise<void>;
+}
+
+/** What {@linkcode ServerDatabase.applyPush} did. */
+export interface PushOutcome {
+  /** One verdict per change, in order. */
+  readonly results: PushResult[];
+  /** The sequence numbers of the applied changes, as ranges. */
+  readonly held: HeldRange[];
 }
 
 /** Options of {@linkcode ServerDatabase.push}. */
@@ -96,6 +115,11 @@ export interface PullOptions {
    * least one row.
    */
   readonly maxBytes?: number;
+  /**
+   * Ranges of the asker's own push responses (`PullRequest.held`): rows of
+   * row-LWW tables still holding such a number are left out of its pages.
+   */
+  readonly held?: readonly HeldRange[];
 }
 
 /** Default byte budget of a pull response (`PullOptions.maxBytes`). */
@@ -140,11 +164,12 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     message,
   });
 
-  async function push(
+  async function applyPush(
     changes: readonly PushChange[],
     { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
-  ): Promise<PushResult[]> {
+  ): Promise<PushOutcome> {
     const results = new Array<PushResult>(changes.length);
+    const appliedNumbers: number[] = [];
     const serverTime = now();
     const accepted = new Map<TableInfo, Accepted[]>();
     changes.forEach((change, index) => {
@@ -199,6 +224,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
               chunk.forEach(({ index, row }, i) => {
                 const number = numbers[i]!;
                 const held = applied.has(number);
+                if (held) appliedNumbers.push(number);
                 if (held && number > highestApplied) highestApplied = number;
                 results[index] ??= {
                   table: info.name,
@@ -221,8 +247,11 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
         }
       });
     }
-    return results;
+    return { results, held: toRanges(appliedNumbers) };
   }
+
+  const push = async (changes: readonly PushChange[], options?: PushOptions) =>
+    (await applyPush(changes, options)).results;
 
   async function pullJson(
     cursors: Readonly<Record<string, string | null>>,
@@ -242,7 +271,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
           details: { table },
         });
       }
-      const page = await pullTable(info, cursor, limit, budget, options.principal);
+      const page = await pullTable(info, cursor, limit, budget, options);
       budget -= page.rowsJson.length;
       parts.push(
         `${JSON.stringify(table)}:{"rows":${page.rowsJson},"cursor":${
@@ -269,7 +298,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     cursor: string | null,
     limit: number,
     budget: number,
-    principal: Principal | undefined,
+    { principal, held }: PullOptions,
   ): Promise<PageJson> {
     if (cursor !== null && !/^\d{1,15}$/.test(cursor)) {
       throw new SyncError(
@@ -306,28 +335,37 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     // (its cursor is its largest sequence), and an ordered aggregate sorts
     // its values, which drops their JSON subtype, so every row object would
     // have to be parsed again.
-    const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}`;
+    // Rows the asker holds as they are (the state its own push wrote, by the
+    // sequence numbers that push answered with) are left out. A column
+    // table's row may merge other replicas' columns into a push, so those
+    // are always sent.
+    let own = "";
+    const ownArgs: SqlValue[] = [];
+    if (held !== undefined && held.length > 0 && !info.perColumn) {
+      own = ` AND NOT EXISTS (SELECT 1 FROM json_each(?) h WHERE ${SEQUENCE_COLUMN} ` +
+        `BETWEEN h.value ->> 0 AND h.value ->> 1)`;
+      ownArgs.push(JSON.stringify(held));
+    }
+    const where = `${SEQUENCE_COLUMN} > ? AND ${SEQUENCE_COLUMN} <= ?${scope}${own}`;
+    const whereArgs = (from: number) => [from, newest, ...scopeArgs, ...ownArgs];
     const { rows: [page] } = await adapter.execute({
       sql: `SELECT json_group_array(${pullRowJsonSql(info)}) ` +
         `AS rows, count(*) AS total, max(${SEQUENCE_COLUMN}) AS last FROM (` +
         `SELECT * FROM ${info.quoted} WHERE ${where} AND ${SEQUENCE_COLUMN} <= ` +
         `coalesce((${pageEndSql(info, where)}), ?) ORDER BY ${SEQUENCE_COLUMN} LIMIT ?)`,
-      args: [
-        after,
-        newest,
-        ...scopeArgs,
-        after,
-        newest,
-        ...scopeArgs,
-        limit,
-        budget,
-        newest,
-        limit,
-      ],
+      args: [...whereArgs(after), ...whereArgs(after), limit, budget, newest, limit],
     });
     const last = Number(page?.last ?? newest);
-    // `newest` is a row in scope, so a page that stopped before it leaves more.
-    const hasMore = last < newest;
+    // `newest` is a row in scope: a page that stopped before it leaves more,
+    // unless all that is left is the asker's own.
+    let hasMore = last < newest;
+    if (hasMore && own !== "") {
+      const { rows: [more] } = await adapter.execute({
+        sql: `SELECT EXISTS (SELECT 1 FROM ${info.quoted} WHERE ${where}) AS more`,
+        args: whereArgs(last),
+      });
+      hasMore = Number(more?.more) === 1;
+    }
     let rowsJson = String(page?.rows ?? "[]");
     if (blobColumnsOf(info).length > 0) {
       rowsJson = JSON.stringify(hexBlobsToBase64(info, JSON.parse(rowsJson)));
@@ -339,7 +377,19 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     };
   }
 
-  return { schema, now, push, pull, pullJson, close: () => adapter.close() };
+  return { schema, now, push, applyPush, pull, pullJson, close: () => adapter.close() };
+}
+
+// Numbers as the fewest ranges covering exactly them.
+function toRanges(numbers: number[]): HeldRange[] {
+  numbers.sort((a, b) => a - b);
+  const ranges: [number, number][] = [];
+  for (const n of numbers) {
+    const last = ranges.at(-1);
+    if (last !== undefined && n === last[1] + 1) last[1] = n;
+    else if (last === undefined || n > last[1]) ranges.push([n, n]);
+  }
+  return ranges;
 }
 
 // A scoped row must carry the principal's id in its scope column.

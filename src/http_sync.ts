@@ -8,6 +8,12 @@
  * `protocol_mismatch`, `schema_mismatch` or `server_error` with the server's
  * code and message. Every request has a timeout.
  *
+ * The sequence ranges a push response names as held by the pusher are kept
+ * (in memory, per database) and named in the next pulls, so the server does
+ * not send a replica's own rows back to it. A restarted process, or a
+ * database file restored from an older copy, has none of them, and gets its
+ * rows back.
+ *
  * Pushes are cut to `maxPushBytes`. When the server still finds a push too
  * large (413), it is sent again in halves; a single change the server refuses
  * as too large is `rejected` with code `too_large`, alone: it moves to
@@ -32,6 +38,8 @@ import * as v from "valibot";
 import {
   createProtocolSchemas,
   type ErrorResponse,
+  type HeldRange,
+  MAX_HELD_RANGES,
   PROTOCOL_VERSION,
   type ProtocolSchemas,
   type PullRequest,
@@ -158,6 +166,7 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
   }
 
   const maxPushBytes = options.maxPushBytes ?? 4 * 1024 * 1024;
+  const heldBy = new WeakMap<object, HeldRange[]>();
 
   // Pushes `part`; a 413 splits it in halves, down to a change refused alone.
   async function pushPart(
@@ -193,6 +202,9 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
         `The push response is malformed: ${v.summarize(checked.issues)}`,
       );
     }
+    if (checked.output.held !== undefined) {
+      heldBy.set(db, mergeRanges(heldBy.get(db) ?? [], checked.output.held));
+    }
     return [...checked.output.results];
   }
 
@@ -204,12 +216,18 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     cursors: Record<string, string | null>,
     headers: Record<string, string>,
   ): Promise<PullResponse> {
+    // Ranges every cursor has passed are of no more use.
+    let floor = Infinity;
+    for (const cursor of Object.values(cursors)) floor = Math.min(floor, Number(cursor ?? 0));
+    const held = (heldBy.get(db) ?? []).filter(([, last]) => last > floor);
+    heldBy.set(db, held);
     const request: PullRequest = {
       protocol: PROTOCOL_VERSION,
       schema: db.schema.hash,
       nodeId: db.nodeId,
       cursors,
       ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
+      ...(held.length === 0 ? {} : { held }),
     };
     return post<PullResponse>("/pull", request, headers);
   }
@@ -293,6 +311,23 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       return { hasMore };
     },
   };
+}
+
+// The union of two range lists, touching ranges joined, at most
+// MAX_HELD_RANGES of them: the newest are kept (an older one forgotten only
+// means its rows are sent once more).
+function mergeRanges(
+  ranges: readonly HeldRange[],
+  more: readonly HeldRange[],
+): HeldRange[] {
+  const sorted = [...ranges, ...more].sort((a, b) => a[0] - b[0]);
+  const merged: [number, number][] = [];
+  for (const [first, last] of sorted) {
+    const top = merged.at(-1);
+    if (top !== undefined && first <= top[1] + 1) top[1] = Math.max(top[1], last);
+    else merged.push([first, last]);
+  }
+  return merged.slice(-MAX_HELD_RANGES);
 }
 
 interface EncodedChange {

@@ -60,10 +60,25 @@ export interface PushResult {
   readonly message?: string;
 }
 
+/**
+ * A run of the server's change sequence, `[first, last]`: rows holding one
+ * of these numbers hold exactly what one push wrote.
+ */
+export type HeldRange = readonly [first: number, last: number];
+
+/** Most {@linkcode HeldRange}s a pull may name. */
+export const MAX_HELD_RANGES = 64;
+
 /** Response of `POST /push`. */
 export interface PushResponse {
   /** One verdict per change, in request order. */
   readonly results: readonly PushResult[];
+  /**
+   * The sequence numbers the applied changes were given, as ranges: the
+   * pusher holds those rows as the server now does, and may name the ranges
+   * in its pulls (`PullRequest.held`) so they are not sent back to it.
+   */
+  readonly held?: readonly HeldRange[];
   /** The server's wall clock, ms since the epoch. */
   readonly serverTime: number;
 }
@@ -79,10 +94,19 @@ export interface PullRequest {
   /** Rows per table per page. */
   readonly limit?: number;
   /**
-   * The asking replica's node id: once it has a cursor, rows whose current
-   * state it wrote itself are left out of its pages (it holds them already).
+   * The asking replica's node id, for logs. It leaves nothing out of a page:
+   * a version's node id proves nothing about who wrote it, and a replica
+   * restored from an older copy of its file no longer holds what it wrote.
    */
   readonly nodeId?: string;
+  /**
+   * Ranges from this replica's own push responses: rows of row-LWW tables
+   * still holding one of these numbers are what it pushed, so they are left
+   * out of its pages (the cursor still moves past them). At most
+   * {@linkcode MAX_HELD_RANGES}. The server leaves out only what the asker
+   * says it holds, so a false claim only costs the asker.
+   */
+  readonly held?: readonly HeldRange[];
 }
 
 /** One row in a pull response. */
@@ -165,6 +189,17 @@ const HLC = v.pipe(
 // Row ids and values are typed here and checked row by row in `normalizeRow`
 // (`values.ts`): a bad one rejects its own change, not the whole push.
 const ROW_ID = v.string();
+
+const SEQUENCE = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
+const heldRanges = v.pipe(
+  v.array(
+    v.pipe(
+      v.strictTuple([SEQUENCE, SEQUENCE]),
+      v.check(([first, last]) => first <= last, "Expected [first, last] with first <= last"),
+    ),
+  ),
+  v.maxLength(MAX_HELD_RANGES, `At most ${MAX_HELD_RANGES} held ranges`),
+);
 
 /** True for an object that is not an array (what JSON calls an object). */
 function isJsonObject(input: unknown): input is Record<string, unknown> {
@@ -287,7 +322,7 @@ export function createProtocolSchemas(
   return {
     pushRequest: v.strictObject({
       protocol: v.number(),
-      nodeId: v.pipe(v.string(), v.regex(NODE_ID_PATTERN, "Expected a node id")),
+      nodeId: v.pipe(v.string(), v.maxLength(64), v.regex(NODE_ID_PATTERN, "Expected a node id")),
       schema: v.string(),
       changes: v.pipe(
         v.array(change),
@@ -303,8 +338,9 @@ export function createProtocolSchemas(
       ),
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
       nodeId: v.optional(
-        v.pipe(v.string(), v.regex(NODE_ID_PATTERN, "Expected a node id")),
+        v.pipe(v.string(), v.maxLength(64), v.regex(NODE_ID_PATTERN, "Expected a node id")),
       ),
+      held: v.optional(heldRanges),
     }) as unknown as v.GenericSchema<unknown, PullRequest>,
     pushResponse: v.object({
       results: v.array(v.object({
@@ -314,6 +350,7 @@ export function createProtocolSchemas(
         code: v.optional(v.string()),
         message: v.optional(v.string()),
       })),
+      held: v.optional(heldRanges),
       serverTime: v.number(),
     }) as unknown as v.GenericSchema<unknown, PushResponse>,
     pullResponse: v.object({

@@ -538,3 +538,53 @@ test("a pull carries every change after the cursor, also those whose version nam
     await server.close();
   }
 });
+
+test("a client is not sent back the rows its own pushes wrote, yet gets every change of others", async () => {
+  const server = await startServer(schema);
+  const pulled: string[] = [];
+  const counting: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if (String(input).endsWith("/pull")) {
+      const { changes } = await response.clone().json();
+      for (
+        const [table, page] of Object.entries(changes as Record<string, { rows: { id: string }[] }>)
+      ) {
+        for (const row of page.rows) pulled.push(`${table}:${row.id}`);
+      }
+    }
+    return response;
+  };
+  const a = await openClient(schema, server, { nodeId: "a", http: { fetch: counting } });
+  const b = await openClient(schema, server, { nodeId: "b" });
+  try {
+    await a.db.insertMany("tasks", Array.from({ length: 30 }, (_, i) => ({ title: `t${i}` })));
+    const second = await a.db.insert("tasks", { title: "second" });
+    const note = await a.db.insert("notes", { body: "a's note" });
+    await a.manager.syncNow();
+    // A column table's row can merge other replicas' columns into a push: it comes back.
+    assert.deepEqual(pulled, [`notes:${note.system_id}`], "its own task rows are not sent back");
+
+    pulled.length = 0;
+    const fromB = await b.db.insert("tasks", { title: "from b" });
+    await b.manager.syncNow();
+    await b.db.update("notes", note.system_id, { color: "green" }); // one column of a's note
+    await b.db.update("tasks", second.system_id, { done: 1 });
+    await b.manager.syncNow();
+    await a.manager.syncNow();
+    assert.deepEqual(
+      pulled.sort(),
+      [`notes:${note.system_id}`, `tasks:${fromB.system_id}`, `tasks:${second.system_id}`].sort(),
+    );
+    assert.equal((await a.db.get("notes", note.system_id))?.color, "green");
+    assert.equal((await a.db.get("tasks", second.system_id))?.done, 1);
+
+    // Without the ranges of its pushes (a new process), a replica gets everything.
+    const again = await openClient(schema, server, { nodeId: "a" });
+    await again.manager.syncNow();
+    assert.equal((await again.db.all("tasks")).length, 32);
+    await closeAll([again]);
+  } finally {
+    await closeAll([a, b]);
+    await server.close();
+  }
+});
