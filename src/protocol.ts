@@ -367,12 +367,20 @@ export function createProtocolSchemas(
   };
 }
 
-/** Valibot issues as `{ path, message }` pairs for an error response. */
+/**
+ * Valibot issues as `{ path, message }` pairs for an error response: at most
+ * 20, each key of a path cut to 64 characters (a key comes from the client
+ * and may be megabytes long).
+ */
 export function describeIssues(
   issues: readonly v.BaseIssue<unknown>[],
 ): { path: string; message: string }[] {
+  const short = (key: unknown) => {
+    const text = String(key);
+    return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+  };
   return issues.slice(0, 20).map((issue) => ({
-    path: issue.path?.map((item) => String(item.key)).join(".") ?? "",
-    message: issue.message,
+    path: issue.path?.map((item) => short(item.key)).join(".") ?? "",
+    message: issue.message.length > 200 ? `${issue.message.slice(0, 200)}…` : issue.message,
   }));
 }
