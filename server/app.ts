@@ -122,7 +122,10 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
   // request that will be refused.
   const authorized = async (c: Context<Env>, next: () => Promise<void>) => {
     const principal = options.authorize === undefined ? undefined : await options.authorize(c);
-    if (options.authorize !== undefined && (principal === null || principal === undefined)) {
+    if (
+      options.authorize !== undefined &&
+      (typeof principal !== "object" || principal === null || typeof principal.id !== "string")
+    ) {
       return fail(c, 401, "unauthorized", "Missing or invalid credentials");
     }
     c.set("principal", principal ?? undefined);

@@ -169,7 +169,8 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
   ): Promise<PushOutcome> {
     const results = new Array<PushResult>(changes.length);
-    const appliedNumbers: number[] = [];
+    // Per row, the number of the last change applied to it: what it holds now.
+    const heldNumbers = new Map<TableInfo, Map<string, number>>();
     const serverTime = now();
     const accepted = new Map<TableInfo, Accepted[]>();
     changes.forEach((change, index) => {
@@ -212,26 +213,37 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
         for (const [info, list] of accepted) {
           const allowed = await withoutOthersRows(tx, info, list, principal, results);
           const scoped = principal !== undefined && info.def.scope !== undefined;
-          for (const group of groupByColumns(info, allowed.map((a) => a.row))) {
-            const members = allowed.filter((a) => group.rows.includes(a.row));
-            for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
-              const chunk = members.slice(start, start + ROWS_PER_STATEMENT);
-              const numbers = chunk.map(() => ++sequence);
-              const applied = await upsertChunk(tx, info, group.columns, chunk, numbers, {
-                results,
-                scoped,
-              });
-              chunk.forEach(({ index, row }, i) => {
-                const number = numbers[i]!;
-                const held = applied.has(number);
-                if (held) appliedNumbers.push(number);
-                if (held && number > highestApplied) highestApplied = number;
-                results[index] ??= {
-                  table: info.name,
-                  id: row.id,
-                  status: held ? "applied" : "stale",
-                };
-              });
+          // A row changed twice in one push is written in two rounds, each
+          // judged right after its own statement: the later change must not
+          // make the earlier one look stale (on a column table both can keep
+          // columns).
+          for (const round of byOccurrence(allowed)) {
+            const byRow = new Map(round.map((a) => [a.row, a]));
+            for (const group of groupByColumns(info, round.map((a) => a.row))) {
+              const members = group.rows.map((row) => byRow.get(row)!);
+              for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
+                const chunk = members.slice(start, start + ROWS_PER_STATEMENT);
+                const numbers = chunk.map(() => ++sequence);
+                const applied = await upsertChunk(tx, info, group.columns, chunk, numbers, {
+                  results,
+                  scoped,
+                });
+                chunk.forEach(({ index, row }, i) => {
+                  const number = numbers[i]!;
+                  const held = applied.has(number);
+                  if (held) {
+                    let rows = heldNumbers.get(info);
+                    if (rows === undefined) heldNumbers.set(info, rows = new Map());
+                    rows.set(row.id, number);
+                  }
+                  if (held && number > highestApplied) highestApplied = number;
+                  results[index] ??= {
+                    table: info.name,
+                    id: row.id,
+                    status: held ? "applied" : "stale",
+                  };
+                });
+              }
             }
           }
         }
@@ -247,7 +259,8 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
         }
       });
     }
-    return { results, held: toRanges(appliedNumbers) };
+    const numbers = [...heldNumbers.values()].flatMap((rows) => [...rows.values()]);
+    return { results, held: toRanges(numbers) };
   }
 
   const push = async (changes: readonly PushChange[], options?: PushOptions) =>
@@ -378,6 +391,19 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   }
 
   return { schema, now, push, applyPush, pull, pullJson, close: () => adapter.close() };
+}
+
+// The changes in rounds: the first change of each row, then the second of
+// each row changed twice, and so on, each round in push order.
+function byOccurrence(list: readonly Accepted[]): Accepted[][] {
+  const rounds: Accepted[][] = [];
+  const seen = new Map<string, number>();
+  for (const item of list) {
+    const occurrence = seen.get(item.row.id) ?? 0;
+    seen.set(item.row.id, occurrence + 1);
+    (rounds[occurrence] ??= []).push(item);
+  }
+  return rounds;
 }
 
 // Numbers as the fewest ranges covering exactly them.

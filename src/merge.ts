@@ -454,8 +454,9 @@ function upsertSql(
       return `${c} = CASE WHEN ${newer(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
     });
     // A column the change does not carry has no incoming version: keep ours.
+    // (NULL where neither side has one: json_patch then adds no key.)
     const merged = tracked
-      .map((name) => `'${name}', max(${mine(name)}, coalesce(${theirs(name)}, ''))`)
+      .map((name) => `'${name}', nullif(max(${mine(name)}, coalesce(${theirs(name)}, '')), '')`)
       .join(", ");
     sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
     // SET expressions read the row as it was: the creation version comes with

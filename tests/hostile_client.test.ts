@@ -609,3 +609,47 @@ test("syncNow sends a write made while a background sync runs", async () => {
     await server.close();
   }
 });
+
+test("a column table never stores an empty column version; one row changed twice in a push keeps both verdicts honest", async () => {
+  const server = await startServer(schema);
+  const [a] = await Promise.all([openClient(schema, server)]);
+  const note = (
+    id: string,
+    v: string,
+    data: Record<string, unknown>,
+    cv: Record<string, string>,
+    deleted = false,
+  ) => ({
+    table: "notes",
+    id,
+    version: v,
+    deleted,
+    data,
+    columnVersions: cv,
+  });
+  try {
+    const v1 = version(-2000, "w");
+    const v2 = version(-1000, "w");
+    await push(server.url, [note("n1", v1, { body: "a" }, { body: v1 })]);
+    await push(server.url, [note("n1", v2, { body: "b" }, { body: v2 })]);
+    const t = version(-500, "w");
+    const later = version(0, "w");
+    const { json } = await push(server.url, [
+      note("twice", t, { body: "x" }, { body: version(-600, "w"), is_deleted: t }, true),
+      note("twice", later, { pinned: true }, { pinned: later }),
+    ]);
+    assert.deepEqual((json.results as Results).map((r) => r.status), ["applied", "applied"]);
+    await a.manager.syncNow(); // a client can merge what the server sends
+    const stored = await a.db.query(
+      `SELECT system_id, system_column_versions AS cv, is_deleted FROM notes ORDER BY system_id`,
+    );
+    for (const row of stored) {
+      const versions = JSON.parse(String(row.cv)) as Record<string, string>;
+      assert.ok(Object.values(versions).every((v) => v !== ""), JSON.stringify(versions));
+    }
+    assert.deepEqual(stored.map((r) => [r.system_id, r.is_deleted]), [["n1", 0], ["twice", 1]]);
+  } finally {
+    await closeAll([a]);
+    await server.close();
+  }
+});

@@ -44,7 +44,8 @@ export async function startServer(
 export function bearer(tokens: Record<string, string>): (c: Context) => { id: string } | null {
   return (c) => {
     const header = c.req.header("authorization") ?? "";
-    const id = tokens[header.replace(/^Bearer /, "")];
+    const token = header.replace(/^Bearer /, "");
+    const id = Object.hasOwn(tokens, token) ? tokens[token] : undefined;
     return id === undefined ? null : { id };
   };
 }
