@@ -92,5 +92,9 @@ export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<
       });
     });
     server.once("error", reject);
+    // Node closes an idle keep-alive connection after 5 s, about when a
+    // client (undici: 4 s) may reuse it, and the request on it then fails.
+    // Clients close theirs first when the server waits longer.
+    Object.assign(server, { keepAliveTimeout: 65_000, headersTimeout: 66_000 });
   });
 }
