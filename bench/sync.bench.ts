@@ -388,7 +388,7 @@ function count(text: string, needle: string): number {
 interface E2eSample {
   /** Client A's `syncNow()`. */
   readonly pushMs: number;
-  /** Of which the server's `database.push` (inside its requests). */
+  /** Of which the server's `database.applyPush` (inside its requests). */
   readonly serverPushMs: number;
   /** Client A reading its outbox (`getDirtyRows`), overlapping the pushes. */
   readonly readMs: number;
@@ -581,7 +581,7 @@ function endToEndRows(samples: readonly E2eSample[], raws: readonly number[]): R
       `Push: client A \`syncNow()\` of ${formatNumber(E2E_ROWS)} new rows (batchSize ` +
       `${formatNumber(BATCH_SIZE)})`,
       `${ms(push)} (${rate(E2E_ROWS, push)} rows/s): ${pushes} pushes, 2 in flight; server ` +
-      `\`database.push\` ${ms(med((s) => s.serverPushMs))}; meanwhile A's outbox reads ` +
+      `\`database.applyPush\` ${ms(med((s) => s.serverPushMs))}; meanwhile A's outbox reads ` +
       `${ms(med((s) => s.readMs))} and acknowledgements ${ms(med((s) => s.ackMs))}; then ` +
       `${echoPages} pull pages of others' changes ${ms(med((s) => s.echoMs))}`,
       rawCell,

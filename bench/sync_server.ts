@@ -98,7 +98,7 @@ async function start(path: string, seed: number) {
     schema,
     journalMode: "wal", // as server/main.ts does for file: databases
   });
-  const timed = timeMethods(opened, ["push", "pullJson"]);
+  const timed = timeMethods(opened, ["applyPush", "pullJson"]);
   const cpuAtStart = cpuMs();
 
   const readSequence = async () => {
@@ -133,8 +133,8 @@ async function start(path: string, seed: number) {
     ready,
     readSequence,
     times: (): ServerTimes => ({
-      pushMs: timed.times.push.ms,
-      pushes: timed.times.push.calls,
+      pushMs: timed.times.applyPush.ms,
+      pushes: timed.times.applyPush.calls,
       pullMs: timed.times.pullJson.ms,
       pulls: timed.times.pullJson.calls,
       cpuMs: cpuMs() - cpuAtStart,
