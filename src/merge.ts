@@ -24,8 +24,11 @@
  * are written in one transaction, in bounded chunks, so memory stays bounded
  * for large pages.
  *
- * Equal versions are the same write (a version embeds its node id), so
- * applying a change twice, or changes in any order, converges.
+ * Equal versions are normally the same write (a version embeds its node id),
+ * so applying a change twice, or changes in any order, converges. A replica
+ * restored from an older copy of its file can issue a version again for
+ * other values; the merge then orders the two states by their values, the
+ * same way everywhere, so that case converges too.
  *
  * @module
  */
@@ -408,6 +411,15 @@ export function upsertStatement(
 
 const upsertSqlCache = new WeakMap<TableInfo, Map<string, string>>();
 
+// A row value ordering the given columns of `row` totally, NULL first: two
+// states written under one version (a replica restored from an older copy of
+// its file can issue a version again) are then ordered by their values, so
+// every replica keeps the same one. (SQLite's row-value comparison is
+// unknown when an element is NULL; the IS NULL flag comes first instead.)
+function orderKey(row: string, columns: readonly string[]): string {
+  return `(${columns.map((c) => `${row}.${c} IS NOT NULL, coalesce(${row}.${c}, 0)`).join(", ")})`;
+}
+
 // The UPSERT of rows carrying `carried`, cached per table, column set and role.
 function upsertSql(
   info: TableInfo,
@@ -441,13 +453,18 @@ function upsertSql(
       `is_deleted = excluded.is_deleted`,
     ].concat(quoted.map((c) => `${c} = excluded.${c}`));
     if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
-    sql = head +
-      `${sets.join(", ")} WHERE excluded.system_version > ${t}.system_version${sameScope}`;
+    const state = (row: string) => orderKey(row, [`system_created_at`, `is_deleted`, ...quoted]);
+    sql = head + `${sets.join(", ")} WHERE (excluded.system_version > ${t}.system_version OR ` +
+      `(excluded.system_version = ${t}.system_version AND ${state("excluded")} > ${
+        state(t)
+      }))${sameScope}`;
   } else {
     const cv = quoteId(COLUMN_VERSIONS);
     const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
     const theirs = (name: string) => `(excluded.${cv} ->> '$.${name}')`;
-    const newer = (name: string) => `${theirs(name)} > ${mine(name)}`;
+    const newer = (name: string) =>
+      `(${theirs(name)} > ${mine(name)} OR (${theirs(name)} = ${mine(name)} AND ` +
+      `${orderKey("excluded", [quoteId(name)])} > ${orderKey(t, [quoteId(name)])}))`;
     const tracked = [...columns, "is_deleted"];
     const sets = tracked.map((name) => {
       const c = quoteId(name);
@@ -462,7 +479,9 @@ function upsertSql(
     // SET expressions read the row as it was: the creation version comes with
     // the newer row version, which is the greatest column version.
     sets.push(
-      `system_created_at = CASE WHEN excluded.system_version > ${t}.system_version ` +
+      `system_created_at = CASE WHEN excluded.system_version > ${t}.system_version OR ` +
+        `(excluded.system_version = ${t}.system_version AND ` +
+        `excluded.system_created_at > ${t}.system_created_at) ` +
         `THEN excluded.system_created_at ELSE ${t}.system_created_at END`,
     );
     sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);

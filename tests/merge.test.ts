@@ -426,3 +426,33 @@ test("column LWW: any order, any repetition, two replicas converge on the per-co
   };
   await fc.assert(converges("notes", noteChanges, oracle), { numRuns: 60 });
 });
+
+test("two states written under one version (a replica restored from an old copy) merge to the same one in any order", async () => {
+  const version = v(5, "restored");
+  const states = {
+    tasks: [
+      { id: "t", version, data: { title: "one", done: 0, notes: null } },
+      { id: "t", version, data: { title: "two", done: 0, notes: "x" } },
+    ],
+    notes: [
+      { id: "n", version, data: { body: "one", pinned: false, color: null } },
+      { id: "n", version, data: { body: "two", pinned: true, color: null } },
+    ],
+  } as const;
+  const results = [];
+  for (const order of [[0, 1], [1, 0]]) {
+    const db = await openReplica();
+    for (const i of order) {
+      await db.applyServerChanges({
+        tasks: { rows: [states.tasks[i]!] },
+        notes: { rows: [states.notes[i]!] },
+      });
+    }
+    results.push([
+      await db.query(`SELECT * FROM tasks`),
+      await db.query(`SELECT * FROM notes`),
+    ]);
+    await db.close();
+  }
+  assert.deepEqual(results[0], results[1]);
+});
