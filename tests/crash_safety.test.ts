@@ -684,6 +684,17 @@ function splitFresh(id: string): [string, number] {
 
 // ---------------------------------------------------------------------------
 
+// A loop whose failure ends the run (`stop`) instead of going unnoticed; the
+// error is reported where the returned promise is awaited.
+function stopOnFailure(loop: Promise<unknown>, stop: () => void): Promise<unknown> {
+  const guarded = loop.catch((error) => {
+    stop();
+    throw error;
+  });
+  guarded.catch(() => undefined);
+  return guarded;
+}
+
 test("a writer killed with SIGKILL mid-write leaves every committed row with its outbox entry at its latest version, the clock ahead, and a sound file", async () => {
   const random = seededRandom(SEED);
   const dir = tempDir();
@@ -786,15 +797,7 @@ test("two server processes on one file, one killed with SIGKILL again and again 
   const clients: TestClient<Tables>[] = [];
   const logs: CommittedWrite[][] = [];
   let stopped = false;
-  // A failing loop ends the run instead of going unnoticed; it is reported once awaited.
-  const guard = (loop: Promise<unknown>) => {
-    const guarded = loop.catch((error) => {
-      stopped = true;
-      throw error;
-    });
-    guarded.catch(() => undefined);
-    return guarded;
-  };
+  const guard = (loop: Promise<unknown>) => stopOnFailure(loop, () => (stopped = true));
   const loops: Promise<unknown>[] = [];
   let serverDb: ServerDatabase | undefined;
   // Failed syncs: a server down, a request cut by a kill, or another error (the first kept).
@@ -1067,15 +1070,7 @@ test("a client killed with SIGKILL mid-sync resumes from its file and converges 
   const peer = await openClient(schema, server, { nodeId: "peer" });
   const oracle = createOracle();
   let stopped = false;
-  // A failing loop ends the run instead of going unnoticed; it is reported once awaited.
-  const guard = (loop: Promise<unknown>) => {
-    const guarded = loop.catch((error) => {
-      stopped = true;
-      throw error;
-    });
-    guarded.catch(() => undefined);
-    return guarded;
-  };
+  const guard = (loop: Promise<unknown>) => stopOnFailure(loop, () => (stopped = true));
   let loops: Promise<unknown>[] = [];
   let final: Syncing | undefined;
   let rowsChecked = 0;

@@ -66,6 +66,7 @@ import {
   createProtocolSchemas,
   DEFAULT_MAX_CHANGES_PER_PUSH,
   PROTOCOL_VERSION,
+  type PullRow,
 } from "../src/protocol.ts";
 import type { TableDef } from "../src/schema.ts";
 import { describeTables, type TableInfo } from "../src/table_info.ts";
@@ -857,17 +858,8 @@ function pulledMatchesStored(kind: string, pulled: unknown, cell: Cell | undefin
   return false;
 }
 
-interface PulledRow {
-  readonly id: string;
-  readonly version: string;
-  readonly createdAt: string;
-  readonly deleted: boolean;
-  readonly data: Record<string, unknown>;
-  readonly columnVersions?: Record<string, string>;
-}
-
 /** Why a pulled row differs from the stored one, or undefined when it does not. */
-function pulledRowProblem(info: TableInfo, row: PulledRow, stored: StoredRow | undefined) {
+function pulledRowProblem(info: TableInfo, row: PullRow, stored: StoredRow | undefined) {
   if (stored === undefined) return "pulled a row that is not stored";
   const c = stored.cells;
   if (row.version !== cellText(c.system_version)) return "version differs from the stored one";
@@ -1294,7 +1286,7 @@ interface PullBody {
 
 function checkPage(
   info: TableInfo,
-  page: { rows: readonly PulledRow[]; cursor: string | null; hasMore: boolean },
+  page: { rows: readonly PullRow[]; cursor: string | null; hasMore: boolean },
   cursor: string | null,
   request: PullBody,
   principal: FuzzPrincipal | undefined,
@@ -1541,7 +1533,7 @@ async function pullBack(
     return;
   }
   if (answer.status !== 200 || !isRecord(response) || !isRecord(response.changes)) return;
-  const changes = response.changes as Record<string, { rows: PulledRow[] }>;
+  const changes = response.changes as Record<string, { rows: PullRow[] }>;
   for (const table of tables) {
     const pulled = new Set((changes[table]?.rows ?? []).map((row) => utf8Hex(row.id)));
     const expected = new Set(applied.filter((p) => p.info.name === table).map((p) => p.key));
