@@ -1011,6 +1011,15 @@ test("two server processes started at once on a new file both come up and serve 
   }
 });
 
+// The server's rows by table and id.
+function rowsById(server: Record<SyncedTable, PullRow[]>): Map<string, PullRow> {
+  const byId = new Map<string, PullRow>();
+  for (const table of SYNCED_TABLES) {
+    for (const row of server[table]) byId.set(`${table}\u0000${row.id}`, row);
+  }
+  return byId;
+}
+
 /**
  * Checks the logged writes of rows without an outbox entry against the server
  * rows; returns how many writes it checked.
@@ -1022,10 +1031,7 @@ function checkAcknowledged(
   server: Record<SyncedTable, PullRow[]>,
   problems: string[],
 ): number {
-  const byId = new Map<string, PullRow>();
-  for (const table of SYNCED_TABLES) {
-    for (const row of server[table]) byId.set(`${table}\u0000${row.id}`, row);
-  }
+  const byId = rowsById(server);
   let checked = 0;
   for (const write of log) {
     const key = `${write.table}\u0000${write.id}`;
@@ -1231,10 +1237,7 @@ function checkChildAcknowledged(
   server: Record<SyncedTable, PullRow[]>,
   problems: string[],
 ): number {
-  const byId = new Map<string, PullRow>();
-  for (const table of SYNCED_TABLES) {
-    for (const row of server[table]) byId.set(`${table}\u0000${row.id}`, row);
-  }
+  const byId = rowsById(server);
   let checked = 0;
   for (const [key, row] of file.rows) {
     if (file.entries.has(key)) continue;

@@ -1192,8 +1192,8 @@ function dress(base: Base, who: FuzzPrincipal): fc.Arbitrary<FuzzRequest> {
   );
 }
 
-/** `GET /health`, now and then among the other requests. */
-const healthRequest: FuzzRequest = {
+/** `GET /health`: now and then among the other requests, and after every one of them. */
+export const healthRequest: FuzzRequest = {
   kind: "health",
   method: "GET",
   path: "/health",

@@ -82,6 +82,7 @@ import {
   type FuzzContext,
   type FuzzPrincipal,
   type FuzzRequest,
+  healthRequest,
   printable,
   rawRequestBytes,
   requestArb,
@@ -1555,16 +1556,7 @@ async function pullBack(
 
 /** GET /health answers 200 after every request. */
 async function checkStillUp(world: World, request: FuzzRequest, flag: Flag): Promise<boolean> {
-  const health: FuzzRequest = {
-    kind: "health",
-    method: "GET",
-    path: "/health",
-    contentType: undefined,
-    authorization: undefined,
-    body: { kind: "none" },
-    valid: true,
-  };
-  const answer = await send(world.url, health);
+  const answer = await send(world.url, healthRequest);
   if (answer.status !== 200) {
     flag(
       `GET /health failed after the request (${routeLabel(request)})`,
