@@ -133,7 +133,8 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
   };
 
   // The body, parsed once and checked against `schema`: the validated request
-  // goes to the handler as `c.get("request")`.
+  // goes to the handler as `c.get("request")`. (Not @hono/valibot-validator:
+  // the protocol and schema checks, 409, come between parsing and the schema.)
   const validRequest =
     (schema: v.GenericSchema) => async (c: Context<Env>, next: () => Promise<void>) => {
       if (!isJsonMediaType(c.req.header("content-type"))) {

@@ -93,7 +93,8 @@ app.use(async (c, next) => {
 });
 const tokens = parseTokens(flags.tokens ?? process.env.SYNC_TOKENS);
 // `Authorization: Bearer <token>` and nothing else; anything missing,
-// malformed or unknown is the same 401.
+// malformed or unknown is the same 401 (Hono's bearerAuth answers a
+// malformed header with 400, which the endpoint does not document).
 const authorize = tokens.size === 0 ? undefined : (c: Context) => {
   const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(c.req.header("authorization") ?? "");
   const id = match === null ? undefined : tokens.get(match[1]!);
