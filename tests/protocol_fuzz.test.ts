@@ -1099,12 +1099,10 @@ function checkRowGroup(
   const stored = before === undefined ? "" : cellText(before.cells.system_version) ?? "";
   const live = group.filter((p) => p.status !== "rejected");
   const applied = group.filter((p) => p.status === "applied");
+  // An equal version may apply: the merge orders two states under one version by their values.
   for (const p of applied) {
-    if (!(p.version > stored)) {
-      flag(
-        `applied a change no newer than the stored row (${info.name})`,
-        `${p.version} ≤ ${stored}`,
-      );
+    if (p.version < stored) {
+      flag(`applied a change older than the stored row (${info.name})`, `${p.version} < ${stored}`);
     }
   }
   for (const p of group.filter((p) => p.status === "stale")) {
@@ -1164,9 +1162,9 @@ function checkColumnGroup(
   const applied = group.filter((p) => p.status === "applied");
   // A change that inserts a new row applies whatever it carries; one that updates must win a column.
   for (const p of before === undefined ? [] : applied) {
-    if (!Object.entries(p.versions).some(([column, version]) => version > (prior[column] ?? ""))) {
+    if (!Object.entries(p.versions).some(([column, version]) => version >= (prior[column] ?? ""))) {
       flag(
-        `applied a change none of whose columns is newer (${info.name})`,
+        `applied a change none of whose columns is as new (${info.name})`,
         JSON.stringify(p.versions),
       );
     }
@@ -1204,11 +1202,16 @@ function checkColumnGroup(
     const winners = applied.filter((p) => p.versions[column] === newest);
     if (winners.length === 0) continue; // the stored value was newer already
     const info_ = info.byName.get(column);
-    const matches = winners.some((w) =>
-      info_ === undefined
-        ? (cellInteger(after.cells.is_deleted) !== "0") === w.deleted
-        : storedMatchesPushed(info_.kind, after.cells[column], w.data[column])
-    );
+    const cell = column === "is_deleted" ? "is_deleted" : column;
+    // Under one version the merge keeps one state by value: the stored one may stay.
+    const keptStored = prior[column] === newest &&
+      JSON.stringify(before?.cells[cell]) === JSON.stringify(after.cells[cell]);
+    const matches = keptStored ||
+      winners.some((w) =>
+        info_ === undefined
+          ? (cellInteger(after.cells.is_deleted) !== "0") === w.deleted
+          : storedMatchesPushed(info_.kind, after.cells[column], w.data[column])
+      );
     if (!matches) {
       flag(
         `stored column differs from the change that won it (${info.name}.${column})`,
