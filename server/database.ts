@@ -153,7 +153,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const now = options.now ?? Date.now;
   const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
-  if (options.journalMode === "wal") await adapter.execute({ sql: "PRAGMA journal_mode = WAL" });
+  if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, "server");
 
   const reject = (table: string, id: string, code: string, message: string): PushResult => ({
@@ -391,6 +391,25 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   }
 
   return { schema, now, push, applyPush, pull, pullJson, close: () => adapter.close() };
+}
+
+// Switches the file to write-ahead logging. Another process opening the file
+// at the same moment may hold it for a moment (SQLite then answers BUSY at
+// once, without waiting): try again for up to about five seconds, unless that
+// process has switched it already.
+async function useWal(adapter: SqlAdapter): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      await adapter.execute({ sql: "PRAGMA journal_mode = WAL" });
+      return;
+    } catch (error) {
+      const busy = /SQLITE_BUSY|database is locked/i.test(String((error as Error)?.message));
+      if (!busy || attempt >= 50) throw error;
+    }
+    const { rows: [mode] } = await adapter.execute({ sql: "PRAGMA journal_mode" });
+    if (String(Object.values(mode ?? {})[0]).toLowerCase() === "wal") return;
+    await new Promise((resolve) => setTimeout(resolve, 20 + attempt * 4));
+  }
 }
 
 // The changes in rounds: the first change of each row, then the second of
