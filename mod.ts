@@ -34,12 +34,16 @@
 export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./src/adapter.ts";
 export {
   type AllOptions,
+  type BatchCompletion,
   type Database,
   type DatabaseOperations,
   type DirtyRowsOptions,
   openDatabase,
   type OpenDatabaseOptions,
+  type OutboxBatch,
+  type OutboxBatchOptions,
   type ReadOptions,
+  type TableName,
   type Transaction,
 } from "./src/database.ts";
 export { SyncError, type SyncErrorCode } from "./src/errors.ts";
@@ -63,6 +67,8 @@ export {
   type SendResult,
   ServerSyncManager,
   type ServerSyncManagerOptions,
+  type SyncClock,
+  type SyncManagerEventMap,
   type SyncState,
   type SyncStatus,
 } from "./src/sync_manager.ts";
@@ -71,10 +77,13 @@ export {
   type PullRow,
   type PushChange,
   type PushResult,
+  type RejectionCode,
 } from "./src/protocol.ts";
 export type { ApplyResult, ServerChanges, ServerRow, ServerTableChanges } from "./src/merge.ts";
-export type { DirtyRow, DirtyRowAck, RejectedRow, Rejection } from "./src/outbox.ts";
+export type { DirtyRow, DirtyRowAck } from "./src/outbox.ts";
+export type { RejectedRow, Rejection } from "./src/rejected.ts";
 export {
+  type AnyColumn,
   blob,
   boolean,
   type Column,
@@ -86,10 +95,13 @@ export {
   integer,
   json,
   type LwwMode,
+  type OptionalKeys,
   type PatchOf,
   real,
+  type RequiredKeys,
   type RowOf,
   type Schema,
+  type Simplify,
   type SystemColumns,
   table,
   type TableDef,

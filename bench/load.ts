@@ -112,7 +112,7 @@ type LoadDb = Database<LoadTables>;
 type TableName = keyof LoadTables & string;
 
 const TABLES: readonly TableName[] = ["items", "notes"];
-const INFOS: Map<string, TableInfo> = describeTables(schema.tables);
+const INFOS: ReadonlyMap<string, TableInfo> = describeTables(schema.tables);
 
 /** Rows per write batch: 1..MAX_BATCH. */
 const MAX_BATCH = 50;
@@ -320,7 +320,8 @@ interface ServerChild {
 }
 
 // `2026-01-01T00:00:00.000Z POST /push 200 12.3ms`, as server/main.ts logs.
-const LOG_LINE = /^\S+ (GET|POST) (\S+) (\d{3}) ([\d.]+)ms$/;
+// Hono's logger, as server/main.ts prints it: whole ms, or whole s from 1 s on.
+const LOG_LINE = /^\S+ (GET|POST) (\S+) (\d{3}) (\d+)(ms|s)$/;
 
 async function startServer(dbPath: string): Promise<ServerChild> {
   const { command, args } = runtimeCommand(here("../server/main.ts"));
@@ -349,7 +350,7 @@ async function startServer(dbPath: string): Promise<ServerChild> {
       stats.count += 1;
       stats.statuses[status] = (stats.statuses[status] ?? 0) + 1;
       if (!status.startsWith("2")) stats.non2xx += 1;
-      stats.ms.push(Number(match[4]));
+      stats.ms.push(Number(match[4]) * (match[5] === "s" ? 1000 : 1));
       return;
     }
     const found = /server on (http:\/\/\S+)/.exec(line);

@@ -8,8 +8,9 @@
  * change limit (413), and the valibot schemas derived from the table
  * declarations (400 listing the issues). Nothing is applied unless all of
  * them pass; every error is JSON `{ error: { code, message, issues? } }`,
- * never a 500 for bad input. Values that pass the schemas can still be
- * refused row by row (`rejected`, with the code of the rule they break).
+ * its status the one `ERROR_STATUS` gives its code, never a 500 for bad
+ * input. Values that pass the schemas can still be refused row by row
+ * (`rejected`, with the code of the rule they break).
  *
  * @example
  * ```ts
@@ -24,22 +25,23 @@
  * @module
  */
 
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as v from "valibot";
-import { SyncError } from "../src/errors.ts";
 import {
   createProtocolSchemas,
   DEFAULT_MAX_CHANGES_PER_PUSH,
   DEFAULT_MAX_PULL_LIMIT,
   describeIssues,
+  describeValue,
+  ERROR_STATUS,
   type ErrorResponse,
+  isWireErrorCode,
   PROTOCOL_VERSION,
-  type PullRequest,
-  type PushRequest,
-} from "../src/protocol.ts";
-import { describeValue } from "../src/values.ts";
+  SyncError,
+  type WireErrorCode,
+} from "../src/internal.ts";
 import { readJsonBody } from "./body.ts";
 import { DEFAULT_MAX_PULL_BYTES, type Principal, type ServerDatabase } from "./database.ts";
 
@@ -57,6 +59,24 @@ export interface SyncServerLimits {
   readonly maxPullBytes?: number;
 }
 
+/**
+ * Hono's request context (`Context` of the `hono` package the endpoint is
+ * built on), as `authorize` receives it. Named here, not re-exported: its
+ * documentation is Hono's.
+ *
+ * @internal
+ */
+type HonoContext = Context;
+
+/**
+ * A Hono app (`Hono` of the `hono` package) serving the endpoint: mount it
+ * with `app.route(path, sync)` or serve its `fetch`. Named here, not
+ * re-exported: its documentation is Hono's.
+ *
+ * @internal
+ */
+type HonoApp<E extends SyncServerEnv> = Hono<E>;
+
 /** Options of {@linkcode createSyncServer}. */
 export interface SyncServerOptions {
   /** The server database, from `openServerDatabase`. */
@@ -65,7 +85,9 @@ export interface SyncServerOptions {
    * Who is asking: a principal, or null for 401. Without it every request is
    * served and scopes are not enforced.
    */
-  authorize?: (c: Context) => Principal | null | undefined | Promise<Principal | null | undefined>;
+  authorize?: (
+    c: HonoContext,
+  ) => Principal | null | undefined | Promise<Principal | null | undefined>;
   /**
    * How far (ms) a change's version may be ahead of server time before it is
    * rejected with `clock_drift`. Default: the database's (60 s).
@@ -75,36 +97,37 @@ export interface SyncServerOptions {
   limits?: SyncServerLimits;
 }
 
-type Env = { Variables: { principal: Principal | undefined; request: unknown } };
+/**
+ * The Hono environment of the endpoint: `c.get("principal")` is who
+ * `authorize` said is asking (`undefined` without `authorize`).
+ */
+export type SyncServerEnv = { Variables: { principal: Principal | undefined } };
+
+// The environment a route's handler sees once its body passed the schema.
+type ValidatedEnv<T> = { Variables: { request: T } };
+
+const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+const DEFAULT_PULL_LIMIT = 1_000;
 
 /**
  * Creates the sync endpoint.
  *
  * @returns a Hono app; mount it with `app.route(path, sync)` or serve its `fetch`.
  */
-export function createSyncServer(options: SyncServerOptions): Hono<Env> {
+export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServerEnv> {
   const { database } = options;
   const limits = options.limits ?? {};
-  const maxChanges = limits.maxChangesPerPush ?? DEFAULT_MAX_CHANGES_PER_PUSH;
   const maxPullLimit = limits.maxPullLimit ?? DEFAULT_MAX_PULL_LIMIT;
-  const defaultPullLimit = Math.min(limits.defaultPullLimit ?? 1_000, maxPullLimit);
-  const schemas = createProtocolSchemas(database.schema, {
-    maxChangesPerPush: maxChanges,
-    maxPullLimit,
-  });
+  const defaultPullLimit = Math.min(limits.defaultPullLimit ?? DEFAULT_PULL_LIMIT, maxPullLimit);
+  const maxPullBytes = limits.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES;
+  // The change limit is checked once, by `validBody`, which answers 413
+  // before valibot walks the changes: the schema itself has none.
+  const schemas = createProtocolSchemas(database.schema, { maxPullLimit });
+  const authorized = authorization(options.authorize);
+  const valid = <T>(schema: v.GenericSchema<unknown, T>) => validBody(schema, options);
 
-  const app = new Hono<Env>();
-
-  app.onError((error, c) => {
-    if (error instanceof HTTPException) {
-      return fail(c, error.status, error.status === 413 ? "too_large" : "malformed", error.message);
-    }
-    if (error instanceof SyncError && error.code !== "closed") {
-      return fail(c, 400, error.code, error.message);
-    }
-    console.error(error);
-    return fail(c, 500, "internal", "The server failed to handle the request");
-  });
+  const app = new Hono<SyncServerEnv>();
+  app.onError(answerError);
   app.notFound(notFound);
 
   app.get("/health", (c) =>
@@ -115,91 +138,16 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
       serverTime: database.now(),
     }));
 
-  const maxBodyBytes = limits.maxBodyBytes ?? 8 * 1024 * 1024;
-  const maxPullBytes = limits.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES;
-
-  // Who is asking, from the headers alone: nothing of the body is read for a
-  // request that will be refused.
-  const authorized = async (c: Context<Env>, next: () => Promise<void>) => {
-    const principal = options.authorize === undefined ? undefined : await options.authorize(c);
-    if (
-      options.authorize !== undefined &&
-      (typeof principal !== "object" || principal === null || typeof principal.id !== "string")
-    ) {
-      return fail(c, 401, "unauthorized", "Missing or invalid credentials");
-    }
-    c.set("principal", principal ?? undefined);
-    await next();
-  };
-
-  // The body, parsed once and checked against `schema`: the validated request
-  // goes to the handler as `c.get("request")`. (Not @hono/valibot-validator:
-  // the protocol and schema checks, 409, come between parsing and the schema.)
-  const validRequest =
-    (schema: v.GenericSchema) => async (c: Context<Env>, next: () => Promise<void>) => {
-      if (!isJsonMediaType(c.req.header("content-type"))) {
-        return fail(
-          c,
-          415,
-          "unsupported_media_type",
-          "Send the body as Content-Type: application/json",
-        );
-      }
-      const body = await readJsonBody(c.req.raw, maxBodyBytes);
-      if (!body.ok) return fail(c, body.status, body.code, body.message);
-      const head = body.value;
-      if (
-        typeof head !== "object" || head === null || Array.isArray(head) || !("protocol" in head)
-      ) {
-        return fail(c, 400, "malformed", "The request body must be an object with a protocol");
-      }
-      const { protocol, schema: hash, changes } = head as Record<string, unknown>;
-      if (protocol !== PROTOCOL_VERSION) {
-        return fail(
-          c,
-          409,
-          "protocol_mismatch",
-          `Protocol ${
-            describeValue(protocol)
-          } is not supported; this server speaks ${PROTOCOL_VERSION}`,
-        );
-      }
-      if (hash !== database.schema.hash) {
-        return fail(
-          c,
-          409,
-          "schema_mismatch",
-          `Schema ${describeValue(hash)} differs from the server's ${database.schema.hash}`,
-        );
-      }
-      if (Array.isArray(changes) && changes.length > maxChanges) {
-        return fail(c, 413, "too_large", `At most ${maxChanges} changes per push`);
-      }
-      const result = v.safeParse(schema, head);
-      if (!result.success) {
-        return fail(
-          c,
-          400,
-          "malformed",
-          "The request does not match the protocol",
-          describeIssues(result.issues),
-        );
-      }
-      c.set("request", result.output);
-      await next();
-    };
-
-  app.post("/push", authorized, validRequest(schemas.pushRequest), async (c) => {
-    const request = c.get("request") as PushRequest;
-    const { results, held } = await database.applyPush(request.changes, {
+  app.post("/push", authorized, valid(schemas.pushRequest), async (c) => {
+    const { results, held } = await database.applyPush(c.get("request").changes, {
       principal: c.get("principal"),
       maxDrift: options.maxDrift,
     });
     return c.json({ results, held, serverTime: database.now() });
   });
 
-  app.post("/pull", authorized, validRequest(schemas.pullRequest), async (c) => {
-    const request = c.get("request") as PullRequest;
+  app.post("/pull", authorized, valid(schemas.pullRequest), async (c) => {
+    const request = c.get("request");
     const changes = await database.pullJson(request.cursors, request.limit ?? defaultPullLimit, {
       principal: c.get("principal"),
       maxBytes: maxPullBytes,
@@ -214,9 +162,96 @@ export function createSyncServer(options: SyncServerOptions): Hono<Env> {
   return app;
 }
 
+// Who is asking, from the headers alone: nothing of the body is read for a
+// request that will be refused.
+function authorization(
+  authorize: SyncServerOptions["authorize"],
+): MiddlewareHandler<SyncServerEnv> {
+  return createMiddleware<SyncServerEnv>(async (c, next) => {
+    const principal = authorize === undefined ? undefined : await authorize(c);
+    if (
+      authorize !== undefined &&
+      (typeof principal !== "object" || principal === null || typeof principal.id !== "string")
+    ) {
+      return fail(c, "unauthorized", "Missing or invalid credentials");
+    }
+    c.set("principal", principal ?? undefined);
+    await next();
+  });
+}
+
+// The body, parsed once and checked against `schema`: the validated request
+// goes to the handler as `c.get("request")`. (Not @hono/valibot-validator:
+// the protocol and schema checks, 409, and the change limit, 413, come
+// between parsing and the schema.)
+function validBody<T>(
+  schema: v.GenericSchema<unknown, T>,
+  { database, limits = {} }: SyncServerOptions,
+): MiddlewareHandler<ValidatedEnv<T>> {
+  const maxBodyBytes = limits.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const maxChanges = limits.maxChangesPerPush ?? DEFAULT_MAX_CHANGES_PER_PUSH;
+  return createMiddleware<ValidatedEnv<T>>(async (c, next) => {
+    if (!isJsonMediaType(c.req.header("content-type"))) {
+      return fail(c, "unsupported_media_type", "Send the body as Content-Type: application/json");
+    }
+    const body = await readJsonBody(c.req.raw, maxBodyBytes);
+    if (!body.ok) return fail(c, body.code, body.message);
+    const refused = refuseHead(body.value, database.schema.hash, maxChanges);
+    if (refused !== undefined) return fail(c, refused.code, refused.message);
+    const result = v.safeParse(schema, body.value);
+    if (!result.success) {
+      const issues = describeIssues(result.issues);
+      return fail(c, "malformed", "The request does not match the protocol", issues);
+    }
+    c.set("request", result.output);
+    await next();
+  });
+}
+
+// What the head of a body is refused for before the schema walks it: not an
+// object with a protocol, another protocol or schema, or too many changes.
+function refuseHead(
+  head: unknown,
+  hash: string,
+  maxChanges: number,
+): { code: WireErrorCode; message: string } | undefined {
+  if (typeof head !== "object" || head === null || Array.isArray(head) || !("protocol" in head)) {
+    return { code: "malformed", message: "The request body must be an object with a protocol" };
+  }
+  const { protocol, schema, changes } = head as Record<string, unknown>;
+  if (protocol !== PROTOCOL_VERSION) {
+    const message = `Protocol ${
+      describeValue(protocol)
+    } is not supported; this server speaks ${PROTOCOL_VERSION}`;
+    return { code: "protocol_mismatch", message };
+  }
+  if (schema !== hash) {
+    const message = `Schema ${describeValue(schema)} differs from the server's ${hash}`;
+    return { code: "schema_mismatch", message };
+  }
+  if (Array.isArray(changes) && changes.length > maxChanges) {
+    return { code: "too_large", message: `At most ${maxChanges} changes per push` };
+  }
+  return undefined;
+}
+
+// What escaped a handler: a refusal the core raised for the request (an
+// unknown table, a foreign cursor) keeps its code; anything else is the
+// server's failure, logged.
+function answerError(error: Error, c: Context): Response {
+  if (error instanceof HTTPException) {
+    return fail(c, error.status === 413 ? "too_large" : "malformed", error.message);
+  }
+  if (error instanceof SyncError && isWireErrorCode(error.code)) {
+    return fail(c, error.code, error.message);
+  }
+  console.error(error);
+  return fail(c, "internal", "The server failed to handle the request");
+}
+
 /** The JSON 404 of the endpoint, for an app that mounts it (`app.notFound(notFound)`). */
 export function notFound(c: Context): Response {
-  return fail(c, 404, "not_found", `No route ${c.req.method} ${describeValue(c.req.path)}`);
+  return fail(c, "not_found", `No route ${c.req.method} ${describeValue(c.req.path)}`);
 }
 
 // `application/json`, with parameters or none; not `application/json-seq` or others.
@@ -227,16 +262,23 @@ function isJsonMediaType(header: string | undefined): boolean {
   return type === "application/json";
 }
 
-/** An error answer with the endpoint's JSON shape. */
+/**
+ * An error answer with the endpoint's JSON shape, its status the one
+ * `ERROR_STATUS` gives `code`.
+ *
+ * @example
+ * ```ts
+ * return fail(c, "too_large", "At most 1000 changes per push"); // 413
+ * ```
+ */
 export function fail(
   c: Context,
-  status: ContentfulStatusCode,
-  code: string,
+  code: WireErrorCode,
   message: string,
   issues?: ErrorResponse["error"]["issues"],
 ): Response {
   const error: ErrorResponse["error"] = issues === undefined
     ? { code, message }
     : { code, message, issues };
-  return c.json({ error }, status);
+  return c.json({ error }, ERROR_STATUS[code]);
 }

@@ -13,15 +13,13 @@
  * @module
  */
 
-/** A parsed body, or the error answer to give instead. */
+/**
+ * A parsed body, or the error answer to give instead (its status is the one
+ * `ERROR_STATUS` gives its code: 400 or 413).
+ */
 export type BodyResult =
   | { readonly ok: true; readonly value: unknown }
-  | {
-    readonly ok: false;
-    readonly status: 400 | 413;
-    readonly code: "malformed" | "too_large";
-    readonly message: string;
-  };
+  | { readonly ok: false; readonly code: "malformed" | "too_large"; readonly message: string };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -31,18 +29,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * @example
  * ```ts
  * const body = await readJsonBody(c.req.raw, 8 * 1024 * 1024);
- * if (!body.ok) return c.json({ error: { code: body.code, message: body.message } }, body.status);
+ * if (!body.ok) return fail(c, body.code, body.message);
  * ```
  */
 export async function readJsonBody(request: Request, maxBytes: number): Promise<BodyResult> {
   const tooLarge = {
     ok: false,
-    status: 413,
     code: "too_large",
     message: `The request body is larger than ${maxBytes} bytes`,
   } as const;
-  const malformed = (message: string) =>
-    ({ ok: false, status: 400, code: "malformed", message }) as const;
+  const malformed = (message: string) => ({ ok: false, code: "malformed", message }) as const;
 
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) return tooLarge;

@@ -19,14 +19,47 @@
  * @module
  */
 
-export { createSyncServer, type SyncServerLimits, type SyncServerOptions } from "./app.ts";
+export {
+  createSyncServer,
+  type SyncServerEnv,
+  type SyncServerLimits,
+  type SyncServerOptions,
+} from "./app.ts";
 export {
   openServerDatabase,
   type Principal,
   type PullOptions,
   type PushOptions,
+  type PushOutcome,
   type ServerDatabase,
   type ServerDatabaseOptions,
 } from "./database.ts";
 export { type FetchHandler, type RunningServer, serve, type ServeOptions } from "./serve.ts";
-export * from "../src/protocol.ts";
+// The core's types the server's own signatures name, so the documentation of
+// this entry is complete. (Not Hono's `Context` and `Hono`: re-exported, their
+// own declarations would be documented as this entry's; `app.ts` names them
+// as internal aliases.)
+export type { Schema, SqlAdapter, TableDef } from "../src/internal.ts";
+// The wire protocol (`src/protocol.ts`), as this entry has always exported
+// it, named one by one: the core's internal surface stays internal.
+export {
+  CURSOR_PATTERN,
+  DEFAULT_MAX_CHANGES_PER_PUSH,
+  DEFAULT_MAX_PULL_LIMIT,
+  ERROR_STATUS,
+  type ErrorResponse,
+  type HeldRange,
+  MAX_HELD_RANGES,
+  PROTOCOL_VERSION,
+  type PullRequest,
+  type PullResponse,
+  type PullRow,
+  type PullTableChanges,
+  type PushChange,
+  type PushRequest,
+  type PushResponse,
+  type PushResult,
+  type RejectionCode,
+  type WireErrorCode,
+  type WireErrorStatus,
+} from "../src/internal.ts";

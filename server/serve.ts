@@ -37,6 +37,11 @@ export interface RunningServer {
   readonly url: string;
   /** Stops accepting connections and resolves once in-flight requests are answered. */
   close(): Promise<void>;
+  /**
+   * Closes the server, as {@linkcode RunningServer.close}: `await using
+   * server = await serve(app.fetch)` closes it when the block ends.
+   */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 interface DenoLike {
@@ -61,35 +66,27 @@ export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<
 
   if (Deno !== undefined) {
     const server = Deno.serve({ hostname, port, onListen: () => {} }, fetch);
-    return Promise.resolve({
-      runtime: "deno",
-      port: server.addr.port,
-      url: `http://${host}:${server.addr.port}`,
-      close: () => server.shutdown(),
-    });
+    return Promise.resolve(running("deno", host, server.addr.port, () => server.shutdown()));
   }
   if (Bun !== undefined) {
     const server = Bun.serve({ hostname, port, fetch });
-    return Promise.resolve({
-      runtime: "bun",
-      port: server.port,
-      url: `http://${host}:${server.port}`,
-      close: async () => {
-        await server.stop();
-      },
-    });
+    return Promise.resolve(running("bun", host, server.port, async () => {
+      await server.stop();
+    }));
   }
   return new Promise((resolve, reject) => {
     const server = serveNode({ fetch, hostname, port }, (info) => {
-      resolve({
-        runtime: "node",
-        port: info.port,
-        url: `http://${host}:${info.port}`,
-        close: () =>
-          new Promise<void>((done, fail) =>
-            server.close((error) => (error ? fail(error) : done()))
-          ),
-      });
+      resolve(
+        running(
+          "node",
+          host,
+          info.port,
+          () =>
+            new Promise<void>((done, fail) =>
+              server.close((error) => (error ? fail(error) : done()))
+            ),
+        ),
+      );
     });
     server.once("error", reject);
     // Node closes an idle keep-alive connection after 5 s, about when a
@@ -97,4 +94,13 @@ export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<
     // Clients close theirs first when the server waits longer.
     Object.assign(server, { keepAliveTimeout: 65_000, headersTimeout: 66_000 });
   });
+}
+
+function running(
+  runtime: RunningServer["runtime"],
+  host: string,
+  port: number,
+  close: () => Promise<void>,
+): RunningServer {
+  return { runtime, port, url: `http://${host}:${port}`, close, [Symbol.asyncDispose]: close };
 }

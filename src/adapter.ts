@@ -6,7 +6,8 @@
  * remote primary. It is deliberately small: statements with positional
  * arguments, an atomic batch (one round trip), and an interactive transaction.
  *
- * Contract (checked by `tests/adapter_conformance.test.ts` for every adapter):
+ * Contract (checked for every adapter by `runAdapterConformance` in
+ * `tests/adapter_conformance.ts`, which each adapter's test calls):
  * - `execute` runs one statement and returns its rows as plain objects keyed by
  *   column name, and the number of rows it changed.
  * - `batch` runs its statements in order inside one transaction: all commit or

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { SqlAdapter, SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
+import type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import { createHlc, type HlcClock, randomNodeId } from "./hlc.ts";
 import {
@@ -31,22 +31,29 @@ import {
   type ServerChanges,
   writeServerChanges,
 } from "./merge.ts";
+import { readCursors } from "./cursors.ts";
+import { persistClockStatement, setMetaStatement } from "./meta.ts";
 import { migrate } from "./migrate.ts";
 import {
   acknowledgeStatements,
   countDirtyRows,
   type DirtyRow,
   type DirtyRowAck,
-  readDirtyRows,
+  type OutboxBatch as OutboxRead,
+  readOutboxBatch,
+} from "./outbox.ts";
+import {
+  countRejectedRows,
+  discardRejectedStatement,
   readRejectedRows,
   type RejectedRow,
   type Rejection,
   rejectStatements,
   retryRejectedStatements,
-} from "./outbox.ts";
+} from "./rejected.ts";
 import type { InsertOf, PatchOf, RowOf, Schema, TableDef } from "./schema.ts";
 import { decodeRow, describeTables, quoteId, type TableInfo } from "./table_info.ts";
-import { persistClockStatement, prepareDelete, prepareInsert, prepareUpdate } from "./writes.ts";
+import { prepareDelete, prepareInsert, prepareUpdate } from "./writes.ts";
 
 /** Options of {@linkcode openDatabase}. */
 export interface OpenDatabaseOptions<T extends Record<string, TableDef>> {
@@ -89,7 +96,40 @@ export interface DirtyRowsOptions {
   after?: DirtyRowAck;
 }
 
-type TableName<T> = keyof T & string;
+/** The names of a schema's tables. */
+export type TableName<T> = keyof T & string;
+
+/** Options of `getOutboxBatch`. */
+export interface OutboxBatchOptions {
+  /** At most this many entries (default 1000). */
+  limit?: number;
+  /**
+   * Only the entries after this batch's last one, in outbox order: reads the
+   * next batch while the previous one is still being sent.
+   */
+  after?: OutboxBatch;
+}
+
+/**
+ * One read of the outbox (`getOutboxBatch`): its changes, and how to
+ * acknowledge them. An acknowledgement removes an entry only while it holds
+ * the version sent, compared within the read it came from: a write made
+ * after the read always survives.
+ */
+export interface OutboxBatch {
+  /** The changes, oldest first. */
+  readonly rows: DirtyRow[];
+  /** Acknowledges `rows` of this batch (default: all of them) in one write. */
+  complete(rows?: readonly DirtyRowAck[]): Promise<void>;
+}
+
+/** What `completeBatches` acknowledges: a batch and which of its rows (default all). */
+export interface BatchCompletion {
+  /** The batch the rows came from. */
+  readonly batch: OutboxBatch;
+  /** The rows acknowledged; all of the batch's when left out. */
+  readonly rows?: readonly DirtyRowAck[];
+}
 
 /** Reads and writes, on the database or inside a transaction. */
 export interface DatabaseOperations<T extends Record<string, TableDef>> {
@@ -154,6 +194,10 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   applyServerChanges(changes: ServerChanges): Promise<ApplyResult>;
   /** The outbox, oldest change first. */
   getDirtyRows(options?: DirtyRowsOptions): Promise<DirtyRow[]>;
+  /** One read of the outbox, oldest change first, that knows how to acknowledge itself. */
+  getOutboxBatch(options?: OutboxBatchOptions): Promise<OutboxBatch>;
+  /** Acknowledges the rows of several batches in one write. */
+  completeBatches(completions: readonly BatchCompletion[]): Promise<void>;
   /** How many rows wait in the outbox. */
   countDirtyRows(): Promise<number>;
   /**
@@ -182,6 +226,8 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   getCursors(): Promise<Record<string, unknown>>;
   /** Closes the adapter. */
   close(): Promise<void>;
+  /** Closes the adapter (`await using db = await openDatabase(…)`). */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -204,13 +250,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
   const stored = await migrate(adapter, schema, tables);
   const nodeId = options.nodeId ?? stored.nodeId ?? randomNodeId();
   const hlc = createHlc({ nodeId, now: options.now, maxDrift: options.maxDrift, last: stored.hlc });
-  if (nodeId !== stored.nodeId) {
-    await adapter.execute({
-      sql: `INSERT INTO _sync_meta (key, value) VALUES ('node_id', ?) ` +
-        `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-      args: [nodeId],
-    });
-  }
+  if (nodeId !== stored.nodeId) await adapter.execute(setMetaStatement("node_id", nodeId));
 
   const tableInfo = (name: string): TableInfo => {
     const info = tables.get(name);
@@ -223,10 +263,11 @@ export async function openDatabase<T extends Record<string, TableDef>>(
   const changed = () => {
     for (const listener of listeners) listener();
   };
-  const ops = operations<T>(adapter, tableInfo, hlc, changed);
 
   return {
-    ...ops,
+    ...operations<T>(adapter, tableInfo, hlc, changed),
+    ...outboxOperations(adapter, tables),
+    ...rejectionOperations(adapter, tables, tableInfo, hlc),
     schema,
     hlc,
     nodeId,
@@ -250,67 +291,136 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       for (const plan of plans) received[plan.info.name] = plan.rows.length;
       return { received, newestVersion: newest };
     },
-    async getDirtyRows(options = {}) {
-      const limit = options.limit ?? 1000;
-      if (!Number.isSafeInteger(limit) || limit < 1) {
-        throw new RangeError(`getDirtyRows limit must be a positive integer, got ${limit}`);
-      }
-      return await readDirtyRows(adapter, tables, limit, options.after);
+    getCursors: () => readCursors(adapter, tables),
+    close: () => adapter.close(),
+    [Symbol.asyncDispose]: () => adapter.close(),
+  };
+}
+
+type OutboxOperations = Pick<
+  Database,
+  | "getDirtyRows"
+  | "getOutboxBatch"
+  | "completeBatches"
+  | "countDirtyRows"
+  | "acknowledgeDirtyRows"
+>;
+
+// The outbox reads and acknowledgements. Every acknowledgement goes through
+// the read its rows came from; `getDirtyRows` and `acknowledgeDirtyRows`, the
+// seed's names, find that read from the rows they handed out.
+function outboxOperations(
+  adapter: SqlAdapter,
+  tables: ReadonlyMap<string, TableInfo>,
+): OutboxOperations {
+  const reads = new WeakMap<OutboxBatch, OutboxRead>();
+  const readOf = new WeakMap<DirtyRowAck, OutboxRead>();
+  const read = async (limit = 1000, after?: OutboxRead["end"]): Promise<OutboxRead> => {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`getDirtyRows limit must be a positive integer, got ${limit}`);
+    }
+    return await readOutboxBatch(adapter, tables, limit, after);
+  };
+  const acknowledge = async (statements: SqlStatement[]) => {
+    if (statements.length > 0) await adapter.batch(statements);
+  };
+  const ops: OutboxOperations = {
+    async getOutboxBatch({ limit, after } = {}) {
+      const outboxRead = await read(limit, after === undefined ? undefined : reads.get(after)?.end);
+      const batch: OutboxBatch = {
+        rows: outboxRead.rows,
+        complete: (rows) => ops.completeBatches([{ batch, rows }]),
+      };
+      reads.set(batch, outboxRead);
+      return batch;
+    },
+    async completeBatches(completions) {
+      await acknowledge(completions.flatMap(({ batch, rows }) => {
+        const outboxRead = reads.get(batch);
+        if (outboxRead === undefined) {
+          throw new TypeError("completeBatches: not a batch of this database");
+        }
+        return outboxRead.acknowledgeStatements(rows);
+      }));
+    },
+    async getDirtyRows({ limit, after } = {}) {
+      const from = after === undefined
+        ? undefined
+        : readOf.get(after)?.positionOf(after) ?? [after.version, after.table, after.id] as const;
+      const outboxRead = await read(limit, from);
+      for (const row of outboxRead.rows) readOf.set(row, outboxRead);
+      return outboxRead.rows;
+    },
+    async acknowledgeDirtyRows(rows) {
+      // Rows no read of this database handed out count as one read.
+      const byRead = groupBy(rows, (row) => readOf.get(row));
+      await acknowledge(
+        [...byRead].flatMap(([from, acks]) =>
+          from === undefined ? acknowledgeStatements(acks) : from.acknowledgeStatements(acks)
+        ),
+      );
     },
     countDirtyRows: () => countDirtyRows(adapter),
-    async acknowledgeDirtyRows(rows) {
-      await adapter.batch(acknowledgeStatements(rows));
-    },
+  };
+  return ops;
+}
+
+function groupBy<T, K>(items: readonly T[], keyOf: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [item]);
+    else group.push(item);
+  }
+  return groups;
+}
+
+type RejectionOperations = Pick<
+  Database,
+  | "rejectDirtyRows"
+  | "getRejectedRows"
+  | "countRejectedRows"
+  | "retryRejectedRow"
+  | "discardRejectedRow"
+>;
+
+function rejectionOperations(
+  adapter: SqlAdapter,
+  tables: ReadonlyMap<string, TableInfo>,
+  tableInfo: (name: string) => TableInfo,
+  hlc: HlcClock,
+): RejectionOperations {
+  return {
     async rejectDirtyRows(rejections) {
       const at = new Date(hlc.wallClock()).toISOString();
       await adapter.batch(rejectStatements(rejections, at, tables));
     },
     getRejectedRows: () => readRejectedRows(adapter, tables),
-    async countRejectedRows() {
-      const { rows } = await adapter.execute({ sql: `SELECT count(*) AS n FROM _sync_rejected` });
-      return Number(rows[0]?.n ?? 0);
-    },
+    countRejectedRows: () => countRejectedRows(adapter),
     async retryRejectedRow(table, systemId) {
       await adapter.batch(retryRejectedStatements(tableInfo(table), systemId));
     },
     async discardRejectedRow(table, systemId) {
-      await adapter.execute({
-        sql: `DELETE FROM _sync_rejected WHERE table_name = ? AND row_id = ?`,
-        args: [table, systemId],
-      });
+      await adapter.execute(discardRejectedStatement(table, systemId));
     },
-    async getCursors() {
-      const { rows } = await adapter.execute({
-        sql: `SELECT table_name, cursor FROM _sync_cursors`,
-      });
-      const stored = new Map(rows.map((row) => [String(row.table_name), row.cursor]));
-      const cursors: Record<string, unknown> = {};
-      for (const info of tables.values()) {
-        if (!info.synced) continue;
-        const cursor = stored.get(info.name);
-        cursors[info.name] = typeof cursor === "string" ? JSON.parse(cursor) : null;
-      }
-      return cursors;
-    },
-    close: () => adapter.close(),
   };
 }
 
 // The typed surface is checked at the call site; inside, rows are plain records.
 type Untyped = DatabaseOperations<Record<string, TableDef>>;
 
-function operations<T extends Record<string, TableDef>>(
+// Runs a write's statements, then the clock, in one batch. Outside a
+// transaction the batch is atomic; inside one, a write of several statements
+// (a large insertMany) runs in a savepoint, so a failure midway leaves nothing
+// of it even if the caller catches the error and commits.
+function writer(
   executor: SqlExecutor,
-  tableInfo: (name: string) => TableInfo,
   hlc: HlcClock,
   wrote: () => void,
-  inTransaction = false,
-): DatabaseOperations<T> {
-  // A write's statements, then the clock, in one batch. Outside a transaction
-  // the batch is atomic; inside one, a write of several statements (a large
-  // insertMany) runs in a savepoint, so a failure midway leaves nothing of it
-  // even if the caller catches the error and commits.
-  const write = async (statements: SqlStatement[]) => {
+  inTransaction: boolean,
+): (statements: SqlStatement[]) => Promise<SqlResult[]> {
+  return async (statements) => {
     const batch = [...statements, persistClockStatement(hlc)];
     if (!inTransaction || statements.length <= 2) {
       const results = await executor.batch(batch);
@@ -329,8 +439,19 @@ function operations<T extends Record<string, TableDef>>(
       throw error;
     }
   };
+}
 
+function operations<T extends Record<string, TableDef>>(
+  executor: SqlExecutor,
+  tableInfo: (name: string) => TableInfo,
+  hlc: HlcClock,
+  wrote: () => void,
+  inTransaction = false,
+): DatabaseOperations<T> {
+  const reads = readOperations(executor, tableInfo);
+  const write = writer(executor, hlc, wrote, inTransaction);
   const ops: Untyped = {
+    ...reads,
     async insert(table, values) {
       const [row] = await ops.insertMany(table, [values]);
       return row!;
@@ -361,6 +482,14 @@ function operations<T extends Record<string, TableDef>>(
       const [result] = await write(prepareDelete(info, systemId, hlc));
       if (result === undefined || result.rowsAffected === 0) throw notFound(info, systemId);
     },
+  };
+  return ops as unknown as DatabaseOperations<T>;
+}
+
+type Reads = Pick<Untyped, "get" | "all" | "query">;
+
+function readOperations(executor: SqlExecutor, tableInfo: (name: string) => TableInfo): Reads {
+  return {
     async get(table, systemId, options = {}) {
       const info = tableInfo(table);
       const hide = info.synced && !options.includeDeleted ? ` AND is_deleted = 0` : "";
@@ -395,7 +524,6 @@ function operations<T extends Record<string, TableDef>>(
       return rows;
     },
   };
-  return ops as unknown as DatabaseOperations<T>;
 }
 
 function nonNegative(name: string, value: number, allowAll = false): number {

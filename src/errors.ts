@@ -61,6 +61,8 @@ export class SyncError extends Error {
   readonly details: Readonly<Record<string, unknown>>;
 
   /**
+   * Creates an error with a stable code.
+   *
    * @param code the stable code
    * @param message a sentence naming the offending value
    * @param options the underlying `cause` and extra `details`

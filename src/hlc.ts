@@ -148,6 +148,32 @@ export function compareHlc(a: Hlc, b: Hlc): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+// Formats versions of one node. The formatted millisecond is cached: many
+// versions share one, and number to string conversion dominates the cost of
+// a version on some engines.
+function versionFormatter(nodeId: string): (ms: number, counter: number) => Hlc {
+  let prefixMs = -1;
+  let prefix = "";
+  const suffix = `:${nodeId}`;
+  return (ms, counter) => {
+    if (ms !== prefixMs) {
+      prefixMs = ms;
+      prefix = `${String(ms).padStart(MS_WIDTH, "0")}:`;
+    }
+    return prefix + String(counter).padStart(COUNTER_WIDTH, "0") + suffix;
+  };
+}
+
+function driftError(remote: Hlc, remoteMs: number, wall: number, maxDrift: number): SyncError {
+  return new SyncError(
+    "clock_drift",
+    `Remote version ${remote} is ${
+      remoteMs - wall
+    } ms ahead of local time (maxDrift ${maxDrift} ms)`,
+    { details: { remote, localTime: wall, maxDrift } },
+  );
+}
+
 /**
  * Creates a hybrid logical clock.
  *
@@ -175,12 +201,7 @@ export function createHlc(options: HlcOptions): HlcClock {
     counter = last.counter;
   }
 
-  // The formatted millisecond is cached: many versions share one, and number
-  // to string conversion dominates the cost of a version on some engines.
-  let prefixMs = -1;
-  let prefix = "";
-  const suffix = `:${nodeId}`;
-
+  const format = versionFormatter(nodeId);
   // Sets the state, carrying a counter overflow into the logical millisecond.
   const advance = (nextMs: number, nextCounter: number): Hlc => {
     if (nextCounter > MAX_COUNTER) {
@@ -189,11 +210,7 @@ export function createHlc(options: HlcOptions): HlcClock {
     }
     ms = nextMs;
     counter = nextCounter;
-    if (ms !== prefixMs) {
-      prefixMs = ms;
-      prefix = `${String(ms).padStart(MS_WIDTH, "0")}:`;
-    }
-    return prefix + String(counter).padStart(COUNTER_WIDTH, "0") + suffix;
+    return format(ms, counter);
   };
 
   return {
@@ -210,15 +227,7 @@ export function createHlc(options: HlcOptions): HlcClock {
     receive(remote: Hlc): Hlc {
       const r = parseHlc(remote);
       const wall = readWall(wallClock);
-      if (r.ms - wall > maxDrift) {
-        throw new SyncError(
-          "clock_drift",
-          `Remote version ${remote} is ${
-            r.ms - wall
-          } ms ahead of local time (maxDrift ${maxDrift} ms)`,
-          { details: { remote, localTime: wall, maxDrift } },
-        );
-      }
+      if (r.ms - wall > maxDrift) throw driftError(remote, r.ms, wall, maxDrift);
       const top = Math.max(wall, ms, r.ms);
       if (top === ms && top === r.ms) return advance(top, Math.max(counter, r.counter) + 1);
       if (top === ms) return advance(top, counter + 1);

@@ -28,30 +28,12 @@
 import type { SqlValue } from "./adapter.ts";
 import type { ColumnKind } from "./schema.ts";
 import type { TableInfo } from "./table_info.ts";
+import { toHex } from "./wire.ts";
 
-// The two ASCII hex digits of every byte value, as character codes.
-const HEX_PAIRS: Uint16Array = (() => {
-  const digits = "0123456789abcdef";
-  const pairs = new Uint16Array(256);
-  for (let i = 0; i < 256; i++) {
-    pairs[i] = (digits.charCodeAt(i >> 4) << 8) | digits.charCodeAt(i & 15);
-  }
-  return pairs;
-})();
-const ascii = new TextDecoder();
-
-/** Bytes as lowercase hex text, built natively (a blob can be megabytes). */
-export function toHex(bytes: Uint8Array): string {
-  const out = new Uint8Array(bytes.length * 2);
-  for (let i = 0; i < bytes.length; i++) {
-    const pair = HEX_PAIRS[bytes[i]!]!;
-    out[2 * i] = pair >> 8;
-    out[2 * i + 1] = pair & 0xff;
-  }
-  return ascii.decode(out);
-}
-
-/** A value as it travels inside the JSON argument (`kind`: the column's, if any). */
+/**
+ * A value as it travels inside the JSON argument (`kind`: the column's, if
+ * any). A blob is bytes, or hex text already (a push's, see `normalize.ts`).
+ */
 export function toJsonValue(value: SqlValue, kind?: ColumnKind): string | number | boolean | null {
   if (kind === "real" && typeof value === "number") return value.toPrecision(17);
   if (value === null || typeof value !== "object") {

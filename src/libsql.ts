@@ -25,11 +25,57 @@
  * @module
  */
 
-import type { Client, InStatement, InValue, ResultSet, Transaction } from "@libsql/client";
 import type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 
 export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
+
+/** A statement as `@libsql/client` takes it. */
+export interface LibsqlStatement {
+  /** The SQL text. */
+  sql: string;
+  /** Positional arguments. */
+  args: SqlValue[];
+}
+
+/** A result as `@libsql/client` returns it (the parts the adapter reads). */
+export interface LibsqlResult {
+  /** Column names, in order. */
+  readonly columns: readonly string[];
+  /** Rows, each indexed by column position. */
+  readonly rows: readonly ArrayLike<unknown>[];
+  /** Rows inserted, updated or deleted. */
+  readonly rowsAffected: number;
+}
+
+/** An interactive transaction of `@libsql/client` (the parts the adapter uses). */
+export interface LibsqlTransaction {
+  /** Runs one statement in the transaction. */
+  execute(statement: LibsqlStatement): Promise<LibsqlResult>;
+  /** Runs statements in order in the transaction. */
+  batch(statements: LibsqlStatement[]): Promise<LibsqlResult[]>;
+  /** Commits. */
+  commit(): Promise<void>;
+  /** Rolls back. */
+  rollback(): Promise<void>;
+  /** Releases the transaction. */
+  close(): void;
+}
+
+/**
+ * What the adapter needs of a `@libsql/client` client: any `createClient`
+ * result fits (`@libsql/client`, `@libsql/client/web`, any URL scheme).
+ */
+export interface LibsqlClient {
+  /** Runs one statement. */
+  execute(statement: LibsqlStatement): Promise<LibsqlResult>;
+  /** Runs statements in order in one implicit transaction. */
+  batch(statements: LibsqlStatement[], mode: "write"): Promise<LibsqlResult[]>;
+  /** Opens an interactive transaction. */
+  transaction(mode: "write"): Promise<LibsqlTransaction>;
+  /** Closes the client. */
+  close(): void;
+}
 
 /**
  * Wraps a `@libsql/client` client as a {@linkcode SqlAdapter}.
@@ -37,7 +83,7 @@ export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from 
  * @param client a client from `createClient` (any URL scheme)
  * @returns the adapter; closing it closes the client
  */
-export function libsqlAdapter(client: Client): SqlAdapter {
+export function libsqlAdapter(client: LibsqlClient): SqlAdapter {
   let tail: Promise<unknown> = Promise.resolve();
   let closed = false;
 
@@ -82,7 +128,7 @@ export function libsqlAdapter(client: Client): SqlAdapter {
 
 // An executor bound to `tx` that refuses calls once the transaction has ended:
 // a late call would otherwise run outside of it.
-function transactionScope(tx: Transaction): { executor: SqlExecutor; end(): void } {
+function transactionScope(tx: LibsqlTransaction): { executor: SqlExecutor; end(): void } {
   let ended = false;
   const guard = <T>(op: () => Promise<T>): Promise<T> =>
     ended ? Promise.reject(new SyncError("closed", "The transaction has ended")) : op();
@@ -103,24 +149,27 @@ function transactionScope(tx: Transaction): { executor: SqlExecutor; end(): void
 }
 
 async function execute(
-  target: Pick<Client, "execute">,
+  target: Pick<LibsqlClient, "execute">,
   statement: SqlStatement,
 ): Promise<SqlResult> {
   const result = await target.execute(toLibsql(statement)).catch(rethrow);
   return fromLibsql(result);
 }
 
-async function batch(client: Client, statements: readonly SqlStatement[]): Promise<SqlResult[]> {
+async function batch(
+  client: LibsqlClient,
+  statements: readonly SqlStatement[],
+): Promise<SqlResult[]> {
   if (statements.length === 0) return [];
   const results = await client.batch(statements.map(toLibsql), "write").catch(rethrow);
   return results.map(fromLibsql);
 }
 
-function toLibsql(statement: SqlStatement): InStatement {
-  return { sql: statement.sql, args: (statement.args ?? []) as InValue[] };
+function toLibsql(statement: SqlStatement): LibsqlStatement {
+  return { sql: statement.sql, args: (statement.args ?? []) as SqlValue[] };
 }
 
-function fromLibsql(result: ResultSet): SqlResult {
+function fromLibsql(result: LibsqlResult): SqlResult {
   const { columns } = result;
   const rows = new Array<Record<string, SqlValue>>(result.rows.length);
   for (let r = 0; r < result.rows.length; r++) {

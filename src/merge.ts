@@ -33,21 +33,16 @@
  * @module
  */
 
-import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
+import type { SqlExecutor, SqlStatement } from "./adapter.ts";
+import { storeCursorStatement } from "./cursors.ts";
 import { SyncError } from "./errors.ts";
-import { type HlcClock, isHlc } from "./hlc.ts";
+import type { HlcClock } from "./hlc.ts";
+import { jsonSelectList, toJsonValue } from "./json_rows.ts";
+import { persistClockStatement } from "./meta.ts";
+import { type NormalizedRow, normalizeRow } from "./normalize.ts";
 import { supersededStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
-import { jsonSelectList, toJsonValue } from "./json_rows.ts";
-import {
-  type ColumnInfo,
-  encodeValue,
-  quoteId,
-  SEQUENCE_COLUMN,
-  type TableInfo,
-} from "./table_info.ts";
-import { persistClockStatement } from "./writes.ts";
-import { describeValue, isRowId, ROW_ID_RULE } from "./values.ts";
+import { type ColumnInfo, quoteId, type TableInfo } from "./table_info.ts";
 
 /**
  * One row as the server sends it. The flat shape of the declarative_sqlite seed
@@ -94,20 +89,6 @@ export interface ApplyResult {
 const ROWS_PER_STATEMENT = 1_000;
 /** Statements per round trip inside the apply transaction. */
 const STATEMENTS_PER_BATCH = 4;
-
-/** An incoming row, validated and encoded for SQL. */
-export interface NormalizedRow {
-  readonly id: string;
-  readonly version: string;
-  readonly createdAt: string;
-  readonly deleted: 0 | 1;
-  /** Encoded values by column index; `undefined` where the change does not carry the column. */
-  readonly values: (SqlValue | undefined)[];
-  /** The indexes of the columns carried, as a key: rows with equal keys share a statement shape. */
-  readonly signature: string;
-  /** Column tables: version per present column and `is_deleted`. */
-  readonly columnVersions: Record<string, string> | undefined;
-}
 
 interface TablePlan {
   readonly info: TableInfo;
@@ -193,159 +174,10 @@ export async function writeServerChanges(
       }
     }
     if (plan.rows.length > 0 && !plan.info.perColumn) pending.push(supersededStatement(plan.info));
-    if (plan.hasCursor) {
-      pending.push({
-        sql: `INSERT INTO _sync_cursors (table_name, cursor) VALUES (?, ?) ` +
-          `ON CONFLICT (table_name) DO UPDATE SET cursor = excluded.cursor`,
-        args: [plan.info.name, JSON.stringify(plan.cursor)],
-      });
-    }
+    if (plan.hasCursor) pending.push(storeCursorStatement(plan.info.name, plan.cursor));
   }
   pending.push(persistClockStatement(hlc));
   await flush();
-}
-
-/**
- * Validates one incoming row (wire or flat shape) and encodes its values.
- *
- * @throws {SyncError} naming the table, row and column of the first problem.
- */
-export function normalizeRow(info: TableInfo, raw: unknown): NormalizedRow {
-  if (typeof raw !== "object" || raw === null) {
-    throw invalid(info, undefined, "a row must be an object");
-  }
-  const input = raw as Record<string, unknown>;
-  const flat = !("id" in input) && "system_id" in input;
-  const id = flat ? input.system_id : input.id;
-  if (!isRowId(id)) {
-    throw new SyncError(
-      "invalid_value",
-      `Invalid row id ${describeValue(id)} for ${info.name}: expected ${ROW_ID_RULE}`,
-      { details: { table: info.name } },
-    );
-  }
-  const version = flat ? input.system_version : input.version;
-  if (!isHlc(version)) {
-    throw new SyncError(
-      "invalid_version",
-      `Invalid version ${describeValue(version)} for row ${id} of ${info.name}`,
-      { details: { table: info.name, id } },
-    );
-  }
-  const createdAt = (flat ? input.system_created_at : input.createdAt) ?? version;
-  if (!isHlc(createdAt) || createdAt > version) {
-    throw new SyncError(
-      "invalid_version",
-      `Invalid creation version for row ${id} of ${info.name}`,
-      {
-        details: { table: info.name, id },
-      },
-    );
-  }
-  const deletedRaw = flat ? input.is_deleted : input.deleted;
-  if (
-    deletedRaw !== undefined && typeof deletedRaw !== "boolean" && deletedRaw !== 0 &&
-    deletedRaw !== 1
-  ) {
-    throw invalid(info, id, `deleted must be a boolean, got ${describeValue(deletedRaw)}`);
-  }
-  const deleted = deletedRaw === true || deletedRaw === 1 ? 1 : 0;
-
-  let data: Record<string, unknown>;
-  if (flat) {
-    data = {};
-    for (const [key, value] of Object.entries(input)) {
-      if (
-        key === "system_id" || key === "system_version" || key === "system_created_at" ||
-        key === "is_deleted" || key === COLUMN_VERSIONS
-      ) continue;
-      data[key] = value;
-    }
-  } else {
-    const given = input.data ?? {};
-    if (typeof given !== "object" || given === null || Array.isArray(given)) {
-      throw invalid(info, id, "data must be an object");
-    }
-    data = given as Record<string, unknown>;
-  }
-
-  const values = new Array<SqlValue | undefined>(info.columns.length);
-  for (const name in data) {
-    const value = data[name];
-    const column = info.byName.get(name);
-    if (column === undefined) {
-      throw new SyncError(
-        "unknown_column",
-        `Unknown column ${name} in table ${info.name} (row ${id})`,
-        {
-          details: { table: info.name, id, column: name },
-        },
-      );
-    }
-    if (value === undefined) continue;
-    const encoded = encodeValue(info.name, name, column.kind, value);
-    if (encoded === null && column.notNull) {
-      throw invalid(info, id, `column ${name} is notNull, got null`);
-    }
-    values[column.index] = encoded;
-  }
-  let signature = "";
-  for (let i = 0; i < values.length; i++) if (values[i] !== undefined) signature += `${i},`;
-
-  let columnVersions: Record<string, string> | undefined;
-  if (info.perColumn) {
-    columnVersions = {};
-    const given = input.columnVersions;
-    if (given !== undefined && (typeof given !== "object" || given === null)) {
-      throw invalid(info, id, "columnVersions must be an object");
-    }
-    const explicit = (given ?? {}) as Record<string, unknown>;
-    for (const [name, columnVersion] of Object.entries(explicit)) {
-      const column = info.byName.get(name);
-      if (name !== "is_deleted" && (column === undefined || values[column.index] === undefined)) {
-        if (column !== undefined) continue; // a version without a value carries nothing
-        throw new SyncError(
-          "unknown_column",
-          `Unknown column ${name} in table ${info.name} (row ${id})`,
-          {
-            details: { table: info.name, id, column: name },
-          },
-        );
-      }
-      if (!isHlc(columnVersion) || columnVersion > version) {
-        throw new SyncError(
-          "invalid_version",
-          `Invalid version ${
-            describeValue(columnVersion)
-          } of column ${name} in row ${id} of ${info.name}`,
-          { details: { table: info.name, id, column: name } },
-        );
-      }
-    }
-    // Own properties only: a column may be named like an Object method.
-    const explicitOf = (name: string) =>
-      Object.hasOwn(explicit, name) ? explicit[name] as string : undefined;
-    for (const column of info.columns) {
-      if (values[column.index] !== undefined) {
-        columnVersions[column.name] = explicitOf(column.name) ?? version;
-      }
-    }
-    // Without explicit versions the change is a whole-row write, the tombstone
-    // flag included; with them, only what they list was written.
-    if (given === undefined) columnVersions.is_deleted = version;
-    else if (explicitOf("is_deleted") !== undefined) {
-      columnVersions.is_deleted = explicitOf("is_deleted")!;
-    }
-  }
-  return { id, version, createdAt, deleted, values, signature, columnVersions };
-}
-
-function invalid(info: TableInfo, id: string | undefined, why: string): SyncError {
-  return new SyncError(
-    "invalid_change",
-    `Invalid change for ${info.name}${id === undefined ? "" : ` row ${id}`}: ${why}`,
-    { details: { table: info.name, id } },
-  );
 }
 
 /** Groups rows by the set of columns they carry: each group shares one statement shape. */
@@ -366,10 +198,21 @@ export function groupByColumns(
   return [...groups.values()];
 }
 
-/** Server-side options of {@linkcode upsertStatement}. */
+/**
+ * A column the caller sets on every row the UPSERT writes, to a number of
+ * its own per row (the server's change sequence).
+ */
+export interface StampColumn {
+  /** The column, added by the caller's migration extension. */
+  readonly column: string;
+  /** One number per row, in order. */
+  readonly numbers: readonly number[];
+}
+
+/** Options of {@linkcode upsertStatement}. */
 export interface UpsertOptions {
-  /** Each row's change sequence number (the server): the rows applied hold theirs afterwards. */
-  readonly sequence?: readonly number[];
+  /** Each row written also gets its number: the rows applied hold theirs afterwards. */
+  readonly stamp?: StampColumn;
   /**
    * The table's scope column must already hold the incoming row's value for
    * a stored row to be changed: a write never crosses scopes, whatever
@@ -380,8 +223,8 @@ export interface UpsertOptions {
 
 /**
  * The UPSERT of `rows`, all carrying `columns`, as one statement. With
- * `sequence` (the server), each row also gets its change sequence number, so
- * the rows it applied are the ones holding those numbers afterwards.
+ * `stamp` (the server's sequence), each row also gets its number, so the rows
+ * it applied are the ones holding those numbers afterwards.
  *
  * The creation version follows the winning change: the newer version brings
  * its own `system_created_at`, so every replica ends with the same one.
@@ -390,21 +233,21 @@ export function upsertStatement(
   info: TableInfo,
   columns: readonly ColumnInfo[],
   rows: readonly NormalizedRow[],
-  { sequence, scoped = false }: UpsertOptions = {},
+  { stamp, scoped = false }: UpsertOptions = {},
 ): SqlStatement {
   const elements: unknown[] = new Array(rows.length);
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
     const element: unknown[] = [row.id, row.version, row.createdAt, row.deleted];
     if (info.perColumn) element.push(JSON.stringify(row.columnVersions));
-    if (sequence !== undefined) element.push(sequence[r]!);
+    if (stamp !== undefined) element.push(stamp.numbers[r]!);
     for (const column of columns) {
       element.push(toJsonValue(row.values[column.index]!, column.kind));
     }
     elements[r] = element;
   }
   return {
-    sql: upsertSql(info, columns, sequence !== undefined, scoped && info.def.scope !== undefined),
+    sql: upsertSql(info, columns, stamp?.column, scoped && info.def.scope !== undefined),
     args: [JSON.stringify(elements)],
   };
 }
@@ -420,74 +263,91 @@ function orderKey(row: string, columns: readonly string[]): string {
   return `(${columns.map((c) => `${row}.${c} IS NOT NULL, coalesce(${row}.${c}, 0)`).join(", ")})`;
 }
 
-// The UPSERT of rows carrying `carried`, cached per table, column set and role.
+// The UPSERT of rows carrying `carried`, cached per table, column set, stamp and scope.
 function upsertSql(
   info: TableInfo,
   carried: readonly ColumnInfo[],
-  sequenced: boolean,
+  stamp: string | undefined,
   scoped: boolean,
 ): string {
-  const columns = carried.map((c) => c.name);
   let cache = upsertSqlCache.get(info);
   if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
-  const key = `${sequenced}:${scoped}:${columns.join(",")}`;
-  const cached = cache.get(key);
-  if (cached !== undefined) return cached;
-
-  const quoted = columns.map(quoteId);
-  const t = info.quoted;
-  const system = [`system_id`, `system_version`, `system_created_at`, `is_deleted`];
-  if (info.perColumn) system.push(quoteId(COLUMN_VERSIONS));
-  if (sequenced) system.push(SEQUENCE_COLUMN);
-  const select = jsonSelectList([...system.map(() => undefined), ...carried.map((c) => c.kind)]);
-  const head = `INSERT INTO ${t} (${[...system, ...quoted].join(", ")}) ` +
-    `SELECT ${select} FROM json_each(?) WHERE true ON CONFLICT (system_id) DO UPDATE SET `;
-  const sameScope = scoped
-    ? ` AND ${t}.${quoteId(info.def.scope!)} IS excluded.${quoteId(info.def.scope!)}`
-    : "";
-  let sql: string;
-  if (!info.perColumn) {
-    const sets = [
-      `system_version = excluded.system_version`,
-      `system_created_at = excluded.system_created_at`,
-      `is_deleted = excluded.is_deleted`,
-    ].concat(quoted.map((c) => `${c} = excluded.${c}`));
-    if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
-    const state = (row: string) => orderKey(row, [`system_created_at`, `is_deleted`, ...quoted]);
-    sql = head + `${sets.join(", ")} WHERE (excluded.system_version > ${t}.system_version OR ` +
-      `(excluded.system_version = ${t}.system_version AND ${state("excluded")} > ${
-        state(t)
-      }))${sameScope}`;
-  } else {
-    const cv = quoteId(COLUMN_VERSIONS);
-    const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
-    const theirs = (name: string) => `(excluded.${cv} ->> '$.${name}')`;
-    const newer = (name: string) =>
-      `(${theirs(name)} > ${mine(name)} OR (${theirs(name)} = ${mine(name)} AND ` +
-      `${orderKey("excluded", [quoteId(name)])} > ${orderKey(t, [quoteId(name)])}))`;
-    const tracked = [...columns, "is_deleted"];
-    const sets = tracked.map((name) => {
-      const c = quoteId(name);
-      return `${c} = CASE WHEN ${newer(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
-    });
-    // A column the change does not carry has no incoming version: keep ours.
-    // (NULL where neither side has one: json_patch then adds no key.)
-    const merged = tracked
-      .map((name) => `'${name}', nullif(max(${mine(name)}, coalesce(${theirs(name)}, '')), '')`)
-      .join(", ");
-    sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
-    // SET expressions read the row as it was: the creation version comes with
-    // the newer row version, which is the greatest column version.
-    sets.push(
-      `system_created_at = CASE WHEN excluded.system_version > ${t}.system_version OR ` +
-        `(excluded.system_version = ${t}.system_version AND ` +
-        `excluded.system_created_at > ${t}.system_created_at) ` +
-        `THEN excluded.system_created_at ELSE ${t}.system_created_at END`,
-    );
-    sets.push(`system_version = max(${t}.system_version, excluded.system_version)`);
-    if (sequenced) sets.push(`${SEQUENCE_COLUMN} = excluded.${SEQUENCE_COLUMN}`);
-    sql = head + `${sets.join(", ")} WHERE (${tracked.map(newer).join(" OR ")})${sameScope}`;
+  const key = `${stamp ?? ""}:${scoped}:${carried.map((c) => c.name).join(",")}`;
+  let sql = cache.get(key);
+  if (sql === undefined) {
+    const t = info.quoted;
+    const system = [`system_id`, `system_version`, `system_created_at`, `is_deleted`];
+    if (info.perColumn) system.push(quoteId(COLUMN_VERSIONS));
+    if (stamp !== undefined) system.push(quoteId(stamp));
+    const kinds = [...system.map(() => undefined), ...carried.map((c) => c.kind)];
+    const sameScope = scoped
+      ? ` AND ${t}.${quoteId(info.def.scope!)} IS excluded.${quoteId(info.def.scope!)}`
+      : "";
+    const { sets, newer } = info.perColumn
+      ? columnLwwUpdate(info, carried)
+      : rowLwwUpdate(info, carried);
+    if (stamp !== undefined) sets.push(`${quoteId(stamp)} = excluded.${quoteId(stamp)}`);
+    sql = `INSERT INTO ${t} (${[...system, ...carried.map((c) => c.quoted)].join(", ")}) ` +
+      `SELECT ${jsonSelectList(kinds)} FROM json_each(?) WHERE true ` +
+      `ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} WHERE (${newer})${sameScope}`;
+    cache.set(key, sql);
   }
-  cache.set(key, sql);
   return sql;
+}
+
+// Row LWW: the whole row is replaced when the incoming version is newer (or,
+// under one version, the incoming state orders after the stored one).
+function rowLwwUpdate(
+  info: TableInfo,
+  carried: readonly ColumnInfo[],
+): { sets: string[]; newer: string } {
+  const t = info.quoted;
+  const quoted = carried.map((c) => c.quoted);
+  const sets = [
+    `system_version = excluded.system_version`,
+    `system_created_at = excluded.system_created_at`,
+    `is_deleted = excluded.is_deleted`,
+    ...quoted.map((c) => `${c} = excluded.${c}`),
+  ];
+  const state = (row: string) => orderKey(row, [`system_created_at`, `is_deleted`, ...quoted]);
+  const newer = `excluded.system_version > ${t}.system_version OR ` +
+    `(excluded.system_version = ${t}.system_version AND ${state("excluded")} > ${state(t)})`;
+  return { sets, newer };
+}
+
+// Column LWW: each carried column (and the tombstone flag) is taken where its
+// incoming version is newer; the versions merge; the row version is the
+// greatest column version.
+function columnLwwUpdate(
+  info: TableInfo,
+  carried: readonly ColumnInfo[],
+): { sets: string[]; newer: string } {
+  const t = info.quoted;
+  const cv = quoteId(COLUMN_VERSIONS);
+  const mine = (name: string) => `coalesce(${t}.${cv} ->> '$.${name}', '')`;
+  const theirs = (name: string) => `(excluded.${cv} ->> '$.${name}')`;
+  const newerColumn = (name: string) =>
+    `(${theirs(name)} > ${mine(name)} OR (${theirs(name)} = ${mine(name)} AND ` +
+    `${orderKey("excluded", [quoteId(name)])} > ${orderKey(t, [quoteId(name)])}))`;
+  const tracked = [...carried.map((c) => c.name), "is_deleted"];
+  const sets = tracked.map((name) => {
+    const c = quoteId(name);
+    return `${c} = CASE WHEN ${newerColumn(name)} THEN excluded.${c} ELSE ${t}.${c} END`;
+  });
+  // A column the change does not carry has no incoming version: keep ours.
+  // (NULL where neither side has one: json_patch then adds no key.)
+  const merged = tracked
+    .map((name) => `'${name}', nullif(max(${mine(name)}, coalesce(${theirs(name)}, '')), '')`)
+    .join(", ");
+  sets.push(`${cv} = json_patch(${t}.${cv}, json_object(${merged}))`);
+  // SET expressions read the row as it was: the creation version comes with
+  // the newer row version, which is the greatest column version.
+  sets.push(
+    `system_created_at = CASE WHEN excluded.system_version > ${t}.system_version OR ` +
+      `(excluded.system_version = ${t}.system_version AND ` +
+      `excluded.system_created_at > ${t}.system_created_at) ` +
+      `THEN excluded.system_created_at ELSE ${t}.system_created_at END`,
+    `system_version = max(${t}.system_version, excluded.system_version)`,
+  );
+  return { sets, newer: tracked.map(newerColumn).join(" OR ") };
 }

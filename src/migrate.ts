@@ -14,41 +14,47 @@
  * The schema hash is stored in `_sync_meta`; reopening an unchanged schema
  * costs one query and runs no DDL.
  *
+ * A role that keeps more in the same tables (the sync server's change
+ * sequence) passes a {@linkcode MigrationExtension}: its columns are added
+ * to every synced table and its statements run after each table's DDL, so
+ * the core knows nothing of what it adds.
+ *
  * @module
  */
 
 import type { SqlAdapter, SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import { COLUMN_VERSIONS, indexName, type Schema, SYSTEM_COLUMNS } from "./schema.ts";
+import { CURSORS_TABLE_SQL } from "./cursors.ts";
+import { META_TABLE_SQL, readMeta, setMetaStatement, type StoredMeta } from "./meta.ts";
+import { OUTBOX_TABLE_SQL } from "./outbox.ts";
+import { REJECTED_TABLE_SQL } from "./rejected.ts";
 import {
   columnDefinitionSql,
+  type ColumnInfo,
   createTableSql,
-  type DatabaseRole,
+  type ExtraColumn,
   quoteId,
-  SEQUENCE_COLUMN,
   sqlType,
   type TableInfo,
 } from "./table_info.ts";
 
-/** The internal tables (names fixed by the design). */
+/** The internal tables (names fixed by the design), each defined by its own module. */
 const INTERNAL_TABLES_SQL: readonly string[] = [
-  `CREATE TABLE IF NOT EXISTS _sync_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)`,
-  // The outbox: one entry per changed row, holding the version to send.
-  `CREATE TABLE IF NOT EXISTS _dirty_rows (table_name TEXT NOT NULL, row_id TEXT NOT NULL, ` +
-  `version TEXT NOT NULL, PRIMARY KEY (table_name, row_id)) WITHOUT ROWID`,
-  `CREATE INDEX IF NOT EXISTS _dirty_rows_version_idx ON _dirty_rows (version)`,
-  `CREATE TABLE IF NOT EXISTS _sync_cursors (table_name TEXT PRIMARY KEY NOT NULL, cursor TEXT)`,
-  `CREATE TABLE IF NOT EXISTS _sync_rejected (table_name TEXT NOT NULL, row_id TEXT NOT NULL, ` +
-  `version TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL, change TEXT NOT NULL, ` +
-  `rejected_at TEXT NOT NULL, PRIMARY KEY (table_name, row_id)) WITHOUT ROWID`,
+  ...META_TABLE_SQL,
+  ...OUTBOX_TABLE_SQL,
+  ...CURSORS_TABLE_SQL,
+  ...REJECTED_TABLE_SQL,
 ];
 
-/** What `_sync_meta` held when the database was opened. */
-export interface StoredMeta {
-  /** Node id, if one was stored. */
-  readonly nodeId: string | undefined;
-  /** Last HLC issued or received, if stored. */
-  readonly hlc: string | undefined;
+/** What a role adds to the declared tables (see the module doc). */
+export interface MigrationExtension {
+  /** Names the role in the stored schema hash: a database migrated for it is migrated again for another. */
+  readonly name: string;
+  /** Columns added to every synced table. */
+  columns(info: TableInfo): readonly ExtraColumn[];
+  /** Statements run after a table's DDL (indexes over those columns); `IF NOT EXISTS` ones. */
+  statements(info: TableInfo): readonly SqlStatement[];
 }
 
 /**
@@ -60,9 +66,9 @@ export async function migrate(
   adapter: SqlAdapter,
   schema: Schema,
   tables: ReadonlyMap<string, TableInfo>,
-  role: DatabaseRole = "client",
+  extension?: MigrationExtension,
 ): Promise<StoredMeta> {
-  const hash = role === "server" ? `${schema.hash}/server` : schema.hash;
+  const hash = extension === undefined ? schema.hash : `${schema.hash}/${extension.name}`;
   const stored = (meta: Map<string, string> | undefined): StoredMeta => ({
     nodeId: meta?.get("node_id"),
     hlc: meta?.get("hlc"),
@@ -75,7 +81,7 @@ export async function migrate(
   return await adapter.transaction(async (tx) => {
     const current = await readMeta(tx);
     if (current !== undefined && current.get("schema_hash") === hash) return stored(current);
-    await tx.batch(await migrationStatements(tx, tables, role, hash));
+    await tx.batch(await migrationStatements(tx, tables, extension, hash));
     return stored(current);
   });
 }
@@ -84,7 +90,7 @@ export async function migrate(
 async function migrationStatements(
   adapter: SqlExecutor,
   tables: ReadonlyMap<string, TableInfo>,
-  role: DatabaseRole,
+  extension: MigrationExtension | undefined,
   hash: string,
 ): Promise<SqlStatement[]> {
   const existing = await readStoredTables(adapter, [...tables.keys()]);
@@ -95,36 +101,32 @@ async function migrationStatements(
   const ddl: SqlStatement[] = INTERNAL_TABLES_SQL.map((sql) => ({ sql }));
   for (const info of tables.values()) {
     const stored = existing.get(info.name);
+    const extra = info.synced && extension !== undefined ? extension.columns(info) : [];
     if (stored === undefined) {
-      ddl.push({ sql: createTableSql(info, role) });
+      ddl.push({ sql: createTableSql(info, extra) });
     } else {
-      ddl.push(...alterTable(info, stored, role));
+      ddl.push(...alterTable(info, stored, extra));
     }
-    if (role === "server" && info.synced) {
-      // The pull cursor: rows changed after a sequence number, per scope if any.
-      const scope = info.def.scope === undefined ? "" : `${quoteId(info.def.scope)}, `;
-      ddl.push({
-        sql: `CREATE INDEX IF NOT EXISTS ${quoteId(`${info.name}_${SEQUENCE_COLUMN}_idx`)} ` +
-          `ON ${info.quoted} (${scope}${SEQUENCE_COLUMN})`,
-      });
-    }
-    for (const index of info.def.indexes) {
-      const name = indexName(info.name, index);
-      const sql =
-        `CREATE ${index.unique ? "UNIQUE " : ""}INDEX ${quoteId(name)} ON ${info.quoted} ` +
-        `(${index.columns.map(quoteId).join(", ")})`;
-      const stored = indexes.get(name);
-      if (stored === sql) continue;
-      // An index holds no data of its own: a changed one is rebuilt.
-      if (stored !== undefined) ddl.push({ sql: `DROP INDEX ${quoteId(name)}` });
-      ddl.push({ sql });
-    }
+    if (info.synced && extension !== undefined) ddl.push(...extension.statements(info));
+    ddl.push(...indexStatements(info, indexes));
   }
-  ddl.push({
-    sql: `INSERT INTO _sync_meta (key, value) VALUES ('schema_hash', ?) ` +
-      `ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-    args: [hash],
-  });
+  ddl.push(setMetaStatement("schema_hash", hash));
+  return ddl;
+}
+
+// The declared indexes of a table that are missing or changed.
+function indexStatements(info: TableInfo, stored: ReadonlyMap<string, string>): SqlStatement[] {
+  const ddl: SqlStatement[] = [];
+  for (const index of info.def.indexes) {
+    const name = indexName(info.name, index);
+    const sql = `CREATE ${index.unique ? "UNIQUE " : ""}INDEX ${quoteId(name)} ON ${info.quoted} ` +
+      `(${index.columns.map(quoteId).join(", ")})`;
+    const current = stored.get(name);
+    if (current === sql) continue;
+    // An index holds no data of its own: a changed one is rebuilt.
+    if (current !== undefined) ddl.push({ sql: `DROP INDEX ${quoteId(name)}` });
+    ddl.push({ sql });
+  }
   return ddl;
 }
 
@@ -132,15 +134,6 @@ interface StoredColumn {
   readonly name: string;
   readonly type: string;
   readonly notNull: boolean;
-}
-
-async function readMeta(adapter: SqlExecutor): Promise<Map<string, string> | undefined> {
-  const found = await adapter.execute({
-    sql: `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sync_meta'`,
-  });
-  if (found.rows.length === 0) return undefined;
-  const { rows } = await adapter.execute({ sql: `SELECT key, value FROM _sync_meta` });
-  return new Map(rows.map((row) => [String(row.key), String(row.value)]));
 }
 
 async function readStoredTables(
@@ -167,35 +160,32 @@ async function readStoredTables(
   return tables;
 }
 
+// The ALTER TABLE statements bringing a stored table to its declaration:
+// added columns only. Anything else refuses before a statement runs.
 function alterTable(
   info: TableInfo,
   stored: readonly StoredColumn[],
-  role: DatabaseRole,
+  extra: readonly ExtraColumn[],
 ): SqlStatement[] {
-  const refuse = (column: string, why: string): never => {
-    throw new SyncError(
-      "destructive_migration",
-      `Cannot migrate ${info.name}.${column}: ${why}. Migrate this table by hand.`,
-      { details: { table: info.name, column } },
-    );
-  };
+  const refuse = refuser(info);
   const storedByName = new Map(stored.map((c) => [c.name, c]));
   const systemColumns: string[] = info.synced ? [...SYSTEM_COLUMNS] : [];
   if (info.perColumn) systemColumns.push(COLUMN_VERSIONS);
-  const sequenced = role === "server" && info.synced;
-  if (sequenced) systemColumns.push(SEQUENCE_COLUMN);
-
+  const extraNames = extra.map((column) => column.name);
   for (const column of stored) {
-    if (!info.byName.has(column.name) && !systemColumns.includes(column.name)) {
+    const known = info.byName.has(column.name) || systemColumns.includes(column.name) ||
+      extraNames.includes(column.name);
+    if (!known) {
       refuse(column.name, "the column is stored but no longer declared (dropping it loses data)");
     }
   }
-  const statements: SqlStatement[] = [];
-  if (sequenced && !storedByName.has(SEQUENCE_COLUMN)) {
-    statements.push({ sql: `ALTER TABLE ${info.quoted} ADD COLUMN ${SEQUENCE_COLUMN} INTEGER` });
-  }
+  const add = (definition: string) => ({
+    sql: `ALTER TABLE ${info.quoted} ADD COLUMN ${definition}`,
+  });
+  const statements: SqlStatement[] = extra
+    .filter((column) => !storedByName.has(column.name))
+    .map((column) => add(`${quoteId(column.name)} ${column.definition}`));
   for (const name of systemColumns) {
-    if (name === SEQUENCE_COLUMN) continue;
     if (!storedByName.has(name)) {
       refuse(
         name,
@@ -206,24 +196,44 @@ function alterTable(
   for (const column of info.columns) {
     const existing = storedByName.get(column.name);
     if (existing === undefined) {
-      if (column.primaryKey) refuse(column.name, "a primary key cannot be added to a stored table");
-      if (column.notNull && column.encodedDefault === undefined) {
-        refuse(column.name, "a new notNull column needs a default for the rows already stored");
-      }
-      statements.push({
-        sql: `ALTER TABLE ${info.quoted} ADD COLUMN ${columnDefinitionSql(column)}`,
-      });
-      continue;
-    }
-    if (existing.type !== sqlType(column.kind)) {
-      refuse(
-        column.name,
-        `the column is stored as ${existing.type}, declared as ${sqlType(column.kind)}`,
-      );
-    }
-    if (existing.notNull !== column.notNull && !column.primaryKey) {
-      refuse(column.name, `notNull changed from ${existing.notNull} to ${column.notNull}`);
+      checkAddable(column, refuse);
+      statements.push(add(columnDefinitionSql(column)));
+    } else {
+      checkUnchanged(column, existing, refuse);
     }
   }
   return statements;
+}
+
+type Refuse = (column: string, why: string) => never;
+
+function refuser(info: TableInfo): Refuse {
+  return (column, why) => {
+    throw new SyncError(
+      "destructive_migration",
+      `Cannot migrate ${info.name}.${column}: ${why}. Migrate this table by hand.`,
+      { details: { table: info.name, column } },
+    );
+  };
+}
+
+// A declared column the stored table lacks can be added only if the stored
+// rows can have it without inventing a value.
+function checkAddable(column: ColumnInfo, refuse: Refuse): void {
+  if (column.primaryKey) refuse(column.name, "a primary key cannot be added to a stored table");
+  if (column.notNull && column.encodedDefault === undefined) {
+    refuse(column.name, "a new notNull column needs a default for the rows already stored");
+  }
+}
+
+function checkUnchanged(column: ColumnInfo, existing: StoredColumn, refuse: Refuse): void {
+  if (existing.type !== sqlType(column.kind)) {
+    refuse(
+      column.name,
+      `the column is stored as ${existing.type}, declared as ${sqlType(column.kind)}`,
+    );
+  }
+  if (existing.notNull !== column.notNull && !column.primaryKey) {
+    refuse(column.name, `notNull changed from ${existing.notNull} to ${column.notNull}`);
+  }
 }

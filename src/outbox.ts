@@ -16,15 +16,23 @@
  * statement, so version and data always match; for `lww: "column"` tables it
  * also carries the per-column versions.
  *
+ * Reads come as an {@linkcode OutboxBatch}: the rows of one read, where the
+ * next read continues, and the statements that acknowledge them. Which
+ * entries an acknowledgement removes depends on the read the rows came
+ * from (see {@linkcode OutboxBatch.acknowledgeStatements}), so the batch
+ * carries that knowledge itself.
+ *
  * @module
  */
 
 import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
-import { COLUMN_VERSIONS } from "./schema.ts";
-import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
 import { blobHexSql, realJsonSql } from "./json_rows.ts";
+import { setAsideStatements } from "./rejected.ts";
+import { COLUMN_VERSIONS } from "./schema.ts";
+import { sql } from "./sql.ts";
+import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
 import { isRowId, ROW_ID_RULE } from "./values.ts";
-import { dataFromWire, dataToWire, fromHex } from "./wire.ts";
+import { fromHex } from "./wire.ts";
 
 /** A change waiting in the outbox: the push change shape of the wire protocol. */
 export interface DirtyRow {
@@ -44,7 +52,7 @@ export interface DirtyRow {
   readonly columnVersions?: Record<string, string>;
 }
 
-/** Identifies a sent change for {@linkcode acknowledgeStatements}. */
+/** Identifies a sent change for an acknowledgement. */
 export interface DirtyRowAck {
   /** Table name. */
   readonly table: string;
@@ -53,6 +61,13 @@ export interface DirtyRowAck {
   /** The version that was sent. */
   readonly version: string;
 }
+
+/** The DDL of `_dirty_rows`. */
+export const OUTBOX_TABLE_SQL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS _dirty_rows (table_name TEXT NOT NULL, row_id TEXT NOT NULL, ` +
+  `version TEXT NOT NULL, PRIMARY KEY (table_name, row_id)) WITHOUT ROWID`,
+  `CREATE INDEX IF NOT EXISTS _dirty_rows_version_idx ON _dirty_rows (version)`,
+];
 
 const ON_CONFLICT = ` ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version`;
 
@@ -82,40 +97,6 @@ export function recordIfChangedStatement(table: string, id: string, version: str
 }
 
 /**
- * Removes the entries whose version is not newer than the one acknowledged:
- * one statement per table and outbox read, whatever the number of rows.
- *
- * Each statement compares with the newest version acknowledged among the rows
- * of one read of one table rather than each row's own. For the rows of one
- * read that is the same test: every version they carried was known to this
- * replica's clock when the outbox was read, and a write made after that gets
- * a newer version than all of them, so its entry survives either way. Rows of
- * different reads are not compared with each other's versions (a later read
- * can carry versions newer than a write that is still unsent); rows that no
- * read returned form one group of their own. (An exact per-row comparison in
- * one statement, a JSON lookup per row, took 659-1,495 ms per 100,000 entries
- * against 258-288 ms for this one, in batches of 1,000 on `:memory:`.)
- */
-export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatement[] {
-  const groups = new Map<string, { table: string; ids: string[]; newest: string }>();
-  for (const ack of acks) {
-    const key = `${origins.get(ack as DirtyRow)?.read ?? 0}\u0000${ack.table}`;
-    const group = groups.get(key);
-    if (group === undefined) {
-      groups.set(key, { table: ack.table, ids: [ack.id], newest: ack.version });
-    } else {
-      group.ids.push(ack.id);
-      if (ack.version > group.newest) group.newest = ack.version;
-    }
-  }
-  return [...groups.values()].map(({ table, ids, newest }) => ({
-    sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id IN ` +
-      `(SELECT value FROM json_each(?)) AND version <= ?`,
-    args: [table, JSON.stringify(ids), newest],
-  }));
-}
-
-/**
  * Drops the entries of a row-LWW table whose local change was superseded by a
  * newer server version (the row's version is now newer than the entry's):
  * that change lost, and sending it would only come back `stale`.
@@ -139,52 +120,110 @@ export async function countDirtyRows(executor: SqlExecutor): Promise<number> {
  * outbox entry's own version, which for a column table can be older than the
  * row's version a `DirtyRow` carries.
  */
-type OutboxPosition = [version: string, table: string, id: string];
+export type OutboxPosition = readonly [version: string, table: string, id: string];
 
-// The outbox position of each row `readDirtyRows` returned, so that a later
-// read can continue after it exactly (`after`), and the read it came from
-// (numbered from 1), which its acknowledgement is grouped by.
-const origins = new WeakMap<DirtyRow, { position: OutboxPosition; read: number }>();
-let reads = 0;
+/** The rows of one outbox read, and how to acknowledge them. */
+export interface OutboxBatch {
+  /** The changes read, oldest entry first. */
+  readonly rows: DirtyRow[];
+  /** The position of the last entry read: the next read continues after it. */
+  readonly end: OutboxPosition | undefined;
+  /** The outbox position of one of `rows`. */
+  positionOf(row: DirtyRowAck): OutboxPosition | undefined;
+  /**
+   * The statements removing the entries of `rows` (this batch's rows, all of
+   * them by default) whose version is not newer than the one sent: one
+   * statement per table, whatever the number of rows.
+   *
+   * Each statement compares with the newest version acknowledged among the
+   * rows of this batch's table rather than each row's own. For the rows of one
+   * read that is the same test: every version they carried was known to this
+   * replica's clock when the outbox was read, and a write made after that
+   * gets a newer version than all of them, so its entry survives either way.
+   * Rows of different reads must not be compared with each other's versions
+   * (a later read can carry versions newer than a write still unsent): that
+   * is why an acknowledgement belongs to its batch. (An exact per-row
+   * comparison in one statement, a JSON lookup per row, took 659-1,495 ms per
+   * 100,000 entries against 258-288 ms for this one, in batches of 1,000 on
+   * `:memory:`.)
+   */
+  acknowledgeStatements(rows?: readonly DirtyRowAck[]): SqlStatement[];
+}
+
+/**
+ * The statements acknowledging `acks` that no batch describes (copies, rows
+ * read by another process): treated as the rows of one read.
+ */
+export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatement[] {
+  const groups = new Map<string, { ids: string[]; newest: string }>();
+  for (const { table, id, version } of acks) {
+    const group = groups.get(table);
+    if (group === undefined) groups.set(table, { ids: [id], newest: version });
+    else {
+      group.ids.push(id);
+      if (version > group.newest) group.newest = version;
+    }
+  }
+  return [...groups].map(([table, { ids, newest }]) =>
+    sql`DELETE FROM _dirty_rows WHERE table_name = ${table}
+      AND row_id IN (SELECT value FROM json_each(${JSON.stringify(ids)})) AND version <= ${newest}`
+  );
+}
 
 /**
  * Reads up to `limit` outbox entries, oldest version first, with their rows;
- * with `after` (a row an earlier read returned), only the entries after it in
- * that order. Entries whose table is no longer declared or whose row is gone
- * (removed by raw SQL) cannot be sent; they move to `_sync_rejected` so they
- * never hold a slot.
+ * with `after`, only the entries after that position. Entries whose table is
+ * no longer declared or whose row is gone (removed by raw SQL) cannot be
+ * sent; they are set aside in `_sync_rejected` so they never hold a slot.
  *
  * Entries and rows are two reads (one per table for the rows; faster than one
  * statement looking each row up in outbox order). A write between them is
  * harmless: a row carries its own current version with its data, and an entry
  * it moved is read again after this batch.
  */
-export async function readDirtyRows(
+export async function readOutboxBatch(
   executor: SqlExecutor,
   tables: ReadonlyMap<string, TableInfo>,
   limit: number,
-  after?: DirtyRowAck,
-): Promise<DirtyRow[]> {
-  let from = after === undefined
-    ? undefined
-    : origins.get(after as DirtyRow)?.position ?? [after.version, after.table, after.id];
+  after?: OutboxPosition,
+): Promise<OutboxBatch> {
+  let from = after;
   for (;;) {
-    const { rows, entries } = await readPage(executor, tables, limit, from);
+    const entries = await readEntries(executor, limit, from);
+    const found = await readRows(executor, tables, entries);
+    const positions = new Map<DirtyRowAck, OutboxPosition>();
+    for (const position of entries) {
+      const row = found.get(position[1])?.get(position[2]);
+      if (row !== undefined) positions.set(row, position);
+    }
     // Empty only when the outbox has nothing more: a page whose entries all
-    // turned out unsendable (and were moved out) is followed by the next.
-    if (rows.length > 0 || entries.length < limit) return rows;
+    // turned out unsendable (and were set aside) is followed by the next.
+    if (positions.size > 0 || entries.length < limit) return outboxBatch(positions, entries.at(-1));
     from = entries.at(-1);
   }
 }
 
-async function readPage(
+function outboxBatch(
+  positions: ReadonlyMap<DirtyRowAck, OutboxPosition>,
+  end: OutboxPosition | undefined,
+): OutboxBatch {
+  const rows = [...positions.keys()] as DirtyRow[];
+  return {
+    rows,
+    end,
+    positionOf: (row) => positions.get(row),
+    acknowledgeStatements: (acked = rows) => acknowledgeStatements(acked),
+  };
+}
+
+// The entries after `from`, in outbox order. Each read returns one JSON
+// value: reading a result row costs more than building it in SQLite and
+// parsing it in one go.
+async function readEntries(
   executor: SqlExecutor,
-  tables: ReadonlyMap<string, TableInfo>,
   limit: number,
   from: OutboxPosition | undefined,
-): Promise<{ rows: DirtyRow[]; entries: OutboxPosition[] }> {
-  // Each read returns one JSON value: reading a result row costs more than
-  // building it in SQLite and parsing it in one go.
+): Promise<OutboxPosition[]> {
   const { rows: [head] } = await executor.execute({
     sql: `SELECT json_group_array(json_array(version, table_name, row_id) ORDER BY version, ` +
       `table_name, row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows` +
@@ -192,7 +231,16 @@ async function readPage(
       `ORDER BY version, table_name, row_id LIMIT ?)`,
     args: [...(from ?? []), limit],
   });
-  const entries = JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
+  return JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
+}
+
+// The rows of `entries`, per table and id; entries that cannot be sent are
+// set aside first.
+async function readRows(
+  executor: SqlExecutor,
+  tables: ReadonlyMap<string, TableInfo>,
+  entries: readonly OutboxPosition[],
+): Promise<Map<string, Map<string, DirtyRow>>> {
   const idsByTable = new Map<string, string[]>();
   // An id the server would refuse (written by raw SQL): never sent, kept aside.
   const badIds = new Map<string, string[]>();
@@ -202,86 +250,48 @@ async function readPage(
     if (ids === undefined) group.set(table, [id]);
     else ids.push(id);
   }
-
   const found = new Map<string, Map<string, DirtyRow>>();
   const unsendable: SqlStatement[] = [];
   for (const [table, ids] of badIds) {
     unsendable.push(
-      ...forgetStatements(table, ids, "invalid_value", `The row id is not ${ROW_ID_RULE}`),
+      ...setAsideStatements(table, ids, "invalid_value", `The row id is not ${ROW_ID_RULE}`),
     );
   }
   for (const [table, ids] of idsByTable) {
     const info = tables.get(table);
     if (info === undefined || !info.synced) {
-      unsendable.push(
-        ...forgetStatements(
-          table,
-          ids,
-          "unknown_table",
-          `Table ${table} is no longer a synced table`,
-        ),
-      );
+      const why = `Table ${table} is no longer a synced table`;
+      unsendable.push(...setAsideStatements(table, ids, "unknown_table", why));
       continue;
     }
-    const { rows: [page] } = await executor.execute({
-      sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
-        `WHERE system_id IN (SELECT value FROM json_each(?))`,
-      args: [JSON.stringify(ids)],
-    });
-    const byId = new Map<string, DirtyRow>();
-    for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
-      const row = toDirtyRow(info, values);
-      byId.set(row.id, row);
-    }
+    const byId = await readTableRows(executor, info, ids);
     found.set(table, byId);
     const missing = byId.size === ids.length ? [] : ids.filter((id) => !byId.has(id));
     if (missing.length > 0) {
-      unsendable.push(
-        ...forgetStatements(
-          table,
-          missing,
-          "row_missing",
-          `The row was removed from ${table} outside the API`,
-        ),
-      );
+      const why = `The row was removed from ${table} outside the API`;
+      unsendable.push(...setAsideStatements(table, missing, "row_missing", why));
     }
   }
   if (unsendable.length > 0) await executor.batch(unsendable);
-
-  const read = ++reads;
-  const rows: DirtyRow[] = [];
-  for (const position of entries) {
-    const row = found.get(position[1])?.get(position[2]);
-    if (row === undefined) continue;
-    origins.set(row, { position, read });
-    rows.push(row);
-  }
-  return { rows, entries };
+  return found;
 }
 
-// Moves entries that can no longer be sent to _sync_rejected, with the reason.
-function forgetStatements(
-  table: string,
+async function readTableRows(
+  executor: SqlExecutor,
+  info: TableInfo,
   ids: readonly string[],
-  code: string,
-  message: string,
-): SqlStatement[] {
-  const which =
-    `FROM _dirty_rows WHERE table_name = ? AND row_id IN (SELECT value FROM json_each(?))`;
-  return [
-    {
-      sql: `INSERT INTO _sync_rejected ` +
-        `(table_name, row_id, version, code, message, change, rejected_at) ` +
-        `SELECT table_name, row_id, version, ?, ?, json_object('table', table_name, 'id', ` +
-        `row_id, 'version', version, 'deleted', json('false'), 'data', json('{}')), ` +
-        `strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ${which} ` +
-        `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
-        `code = excluded.code, message = excluded.message, change = excluded.change, ` +
-        `rejected_at = excluded.rejected_at`,
-      args: [code, message, table, JSON.stringify(ids)],
-    },
-    { sql: `DELETE ${which}`, args: [table, JSON.stringify(ids)] },
-  ];
+): Promise<Map<string, DirtyRow>> {
+  const { rows: [page] } = await executor.execute({
+    sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
+      `WHERE system_id IN (SELECT value FROM json_each(?))`,
+    args: [JSON.stringify(ids)],
+  });
+  const byId = new Map<string, DirtyRow>();
+  for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
+    const row = toDirtyRow(info, values);
+    byId.set(row.id, row);
+  }
+  return byId;
 }
 
 // One outbox row as a JSON array: the declared columns (blobs as hex), then
@@ -319,107 +329,4 @@ function toDirtyRow(info: TableInfo, values: readonly unknown[]): DirtyRow {
   };
   if (!info.perColumn) return dirty;
   return { ...dirty, columnVersions: JSON.parse(String(values[at + 4])) };
-}
-
-/** A change the server refused, kept with the reason (`_sync_rejected`). */
-export interface RejectedRow {
-  /** Table name. */
-  readonly table: string;
-  /** The row's `system_id`. */
-  readonly id: string;
-  /** The version that was refused. */
-  readonly version: string;
-  /** The server's code (`forbidden`, `clock_drift`, `constraint` …). */
-  readonly code: string;
-  /** The server's message. */
-  readonly message: string;
-  /** When it was refused (ISO 8601). */
-  readonly rejectedAt: string;
-  /** The change as it was sent. */
-  readonly change: DirtyRow;
-}
-
-/** A refused change and the server's reason, for {@linkcode rejectStatements}. */
-export interface Rejection {
-  /** The change as it was sent. */
-  readonly change: DirtyRow;
-  /** The server's code. */
-  readonly code: string;
-  /** The server's message. */
-  readonly message: string;
-}
-
-/**
- * Moves refused changes from the outbox to `_sync_rejected`, each only while
- * its entry still holds the refused version or an older one (a newer local
- * write stays in the outbox and is sent again).
- */
-export function rejectStatements(
-  rejections: readonly Rejection[],
-  at: string,
-  tables: ReadonlyMap<string, TableInfo>,
-): SqlStatement[] {
-  const statements: SqlStatement[] = [];
-  for (const { change, code, message } of rejections) {
-    const info = tables.get(change.table);
-    // Stored as JSON: blobs as base64, as on the wire.
-    const stored = info === undefined ? change : { ...change, data: dataToWire(info, change.data) };
-    const key = [change.table, change.id, change.version];
-    statements.push(
-      {
-        sql: `INSERT INTO _sync_rejected ` +
-          `(table_name, row_id, version, code, message, change, rejected_at) ` +
-          `SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM _dirty_rows ` +
-          `WHERE table_name = ? AND row_id = ? AND version <= ?) ` +
-          `ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version, ` +
-          `code = excluded.code, message = excluded.message, change = excluded.change, ` +
-          `rejected_at = excluded.rejected_at`,
-        args: [...key, code, message, JSON.stringify(stored), at, ...key],
-      },
-      {
-        sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND row_id = ? AND version <= ?`,
-        args: key,
-      },
-    );
-  }
-  return statements;
-}
-
-/** Reads `_sync_rejected`, oldest first. */
-export async function readRejectedRows(
-  executor: SqlExecutor,
-  tables: ReadonlyMap<string, TableInfo>,
-): Promise<RejectedRow[]> {
-  const { rows } = await executor.execute({
-    sql: `SELECT table_name, row_id, version, code, message, change, rejected_at ` +
-      `FROM _sync_rejected ORDER BY rejected_at, table_name, row_id`,
-  });
-  return rows.map((row) => {
-    const change = JSON.parse(String(row.change)) as DirtyRow;
-    const info = tables.get(change.table);
-    return {
-      table: String(row.table_name),
-      id: String(row.row_id),
-      version: String(row.version),
-      code: String(row.code),
-      message: String(row.message),
-      rejectedAt: String(row.rejected_at),
-      change: info === undefined ? change : { ...change, data: dataFromWire(info, change.data) },
-    };
-  });
-}
-
-/** Puts a rejected row back in the outbox at its current version and forgets the rejection. */
-export function retryRejectedStatements(info: TableInfo, id: string): SqlStatement[] {
-  return [
-    {
-      sql: `INSERT INTO _dirty_rows (table_name, row_id, version) ` +
-        `SELECT ?, system_id, system_version FROM ${info.quoted} WHERE system_id = ?` + ON_CONFLICT,
-      args: [info.name, id],
-    },
-    {
-      sql: `DELETE FROM _sync_rejected WHERE table_name = ? AND row_id = ?`,
-      args: [info.name, id],
-    },
-  ];
 }

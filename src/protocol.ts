@@ -14,19 +14,21 @@
  * Errors are `{ error: { code, message, issues? } }` with a 4xx status for bad
  * input. Values travel as JSON; blob columns as base64 strings (`wire.ts`).
  *
- * {@linkcode createProtocolSchemas} derives valibot schemas from the table
- * declarations, so a change naming an unknown column or carrying a value of
- * the wrong type is refused at the door.
+ * The valibot schemas that check these shapes at each end are derived from
+ * the table declarations in `protocol_schemas.ts`.
  *
  * @module
  */
 
-import * as v from "valibot";
-import { HLC_PATTERN, NODE_ID_PATTERN } from "./hlc.ts";
 import type { DirtyRow } from "./outbox.ts";
-import type { ColumnKind, Schema, TableDef } from "./schema.ts";
-import { describeTables } from "./table_info.ts";
-import { describeValue } from "./values.ts";
+import type { RejectionCode, WireErrorCode } from "./wire_errors.ts";
+
+export {
+  ERROR_STATUS,
+  type RejectionCode,
+  type WireErrorCode,
+  type WireErrorStatus,
+} from "./wire_errors.ts";
 
 /** The version of the wire protocol; both ends send it and refuse a mismatch (409). */
 export const PROTOCOL_VERSION = 1;
@@ -55,7 +57,7 @@ export interface PushResult {
   /** `applied`, `stale` (the server has newer) or `rejected` (see `code`). */
   readonly status: "applied" | "stale" | "rejected";
   /** Why a change was rejected: a stable code. */
-  readonly code?: string;
+  readonly code?: RejectionCode;
   /** Why a change was rejected, for humans. */
   readonly message?: string;
 }
@@ -147,8 +149,8 @@ export interface PullResponse {
 export interface ErrorResponse {
   /** What went wrong. */
   readonly error: {
-    /** A stable code (`malformed`, `unauthorized`, `protocol_mismatch`, `schema_mismatch`, `too_large` …). */
-    readonly code: string;
+    /** A stable code; its HTTP status is `ERROR_STATUS[code]`. */
+    readonly code: WireErrorCode;
     /** For humans. */
     readonly message: string;
     /** Validation issues, for `malformed`. */
@@ -156,231 +158,10 @@ export interface ErrorResponse {
   };
 }
 
-/** The valibot schemas of a schema's requests and responses. */
-export interface ProtocolSchemas {
-  /** `POST /push` body. */
-  readonly pushRequest: v.GenericSchema<unknown, PushRequest>;
-  /** `POST /pull` body. */
-  readonly pullRequest: v.GenericSchema<unknown, PullRequest>;
-  /** `POST /push` response. */
-  readonly pushResponse: v.GenericSchema<unknown, PushResponse>;
-  /** `POST /pull` response. */
-  readonly pullResponse: v.GenericSchema<unknown, PullResponse>;
-}
-
-/** Limits the schemas enforce. */
-export interface ProtocolLimits {
-  /** Changes per push (default 1,000). */
-  readonly maxChangesPerPush?: number;
-  /** Rows per table per pull page (default 5,000). */
-  readonly maxPullLimit?: number;
-}
-
 /** Default changes per push. */
 export const DEFAULT_MAX_CHANGES_PER_PUSH = 1_000;
 /** Default upper bound of a pull page. */
 export const DEFAULT_MAX_PULL_LIMIT = 5_000;
 
-const HLC = v.pipe(
-  v.string(),
-  v.maxLength(100, "Expected an HLC version"),
-  v.regex(HLC_PATTERN, "Expected an HLC version"),
-);
-// Row ids and values are typed here and checked row by row in `normalizeRow`
-// (`values.ts`): a bad one rejects its own change, not the whole push.
-const ROW_ID = v.string();
-
-const SEQUENCE = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
-const heldRanges = v.pipe(
-  v.array(
-    v.pipe(
-      v.strictTuple([SEQUENCE, SEQUENCE]),
-      v.check(([first, last]) => first <= last, "Expected [first, last] with first <= last"),
-    ),
-  ),
-  v.maxLength(MAX_HELD_RANGES, `At most ${MAX_HELD_RANGES} held ranges`),
-);
-
-/** True for an object that is not an array (what JSON calls an object). */
-function isJsonObject(input: unknown): input is Record<string, unknown> {
-  return typeof input === "object" && input !== null && !Array.isArray(input);
-}
-
-/**
- * An object whose own keys must each be one of `entries` (all optional), each
- * value checked by its schema. Unlike valibot's `record` and `object` it
- * neither skips `__proto__`, `constructor` and `prototype` keys nor sees
- * inherited properties such as `toString`, so a table or column may have any
- * of those names.
- */
-function ownEntries(
-  entries: ReadonlyMap<string, v.GenericSchema>,
-  unknownKey: string,
-): v.GenericSchema<Record<string, unknown>> {
-  return v.pipe(
-    v.custom<Record<string, unknown>>(isJsonObject, "Expected an object"),
-    v.rawCheck(({ dataset, addIssue }) => {
-      if (!dataset.typed) return;
-      const input = dataset.value;
-      for (const key of Object.keys(input)) {
-        const path = [{ type: "object" as const, origin: "value" as const, input, key }];
-        const schema = entries.get(key);
-        if (schema === undefined) {
-          addIssue({ message: `${unknownKey}: ${describeValue(key)}`, path: path as never });
-          continue;
-        }
-        const result = v.safeParse(schema, input[key]);
-        if (!result.success) {
-          addIssue({ message: result.issues[0].message, path: path as never });
-        }
-      }
-    }),
-  ) as v.GenericSchema<Record<string, unknown>>;
-}
-
-function valueSchema(kind: ColumnKind): v.GenericSchema {
-  switch (kind) {
-    case "text":
-      return v.string();
-    case "integer":
-      return v.pipe(v.number(), v.safeInteger());
-    case "real":
-      return v.pipe(v.number(), v.finite());
-    case "boolean":
-      return v.boolean();
-    case "blob":
-      return v.string(); // base64, decoded (and checked) row by row
-    case "json":
-      return v.unknown();
-  }
-}
-
-/**
- * Derives the valibot schemas of the protocol from a schema's synced tables.
- *
- * @example
- * ```ts
- * const { pushRequest } = createProtocolSchemas(schema);
- * const result = v.safeParse(pushRequest, await request.json());
- * ```
- */
-export function createProtocolSchemas(
-  schema: Schema,
-  limits: ProtocolLimits = {},
-): ProtocolSchemas {
-  const maxChanges = limits.maxChangesPerPush ?? DEFAULT_MAX_CHANGES_PER_PUSH;
-  const maxLimit = limits.maxPullLimit ?? DEFAULT_MAX_PULL_LIMIT;
-  const synced = [...describeTables(schema.tables as Record<string, TableDef>).values()].filter((
-    info,
-  ) => info.synced);
-
-  const dataOf = (name: string) => {
-    const info = synced.find((t) => t.name === name)!;
-    const entries = new Map<string, v.GenericSchema>();
-    for (const column of info.columns) {
-      const value = valueSchema(column.kind);
-      entries.set(column.name, v.optional(column.notNull ? value : v.nullable(value)));
-    }
-    return ownEntries(entries, `Unknown column of ${name}`);
-  };
-  const columnVersions = (name: string) => {
-    const info = synced.find((t) => t.name === name)!;
-    const names = [...info.columns.map((c) => c.name), "is_deleted"];
-    return v.optional(
-      ownEntries(new Map(names.map((column) => [column, HLC])), `Unknown column of ${name}`),
-    );
-  };
-
-  const change = v.variant(
-    "table",
-    synced.map((info) =>
-      v.strictObject({
-        table: v.literal(info.name),
-        id: ROW_ID,
-        version: HLC,
-        deleted: v.boolean(),
-        createdAt: v.optional(HLC),
-        data: dataOf(info.name),
-        columnVersions: columnVersions(info.name),
-      })
-    ),
-    `Unknown synced table: expected one of ${synced.map((t) => t.name).join(", ")}`,
-  );
-  const pullRow = (name: string) =>
-    v.object({
-      id: ROW_ID,
-      version: HLC,
-      createdAt: HLC,
-      deleted: v.boolean(),
-      data: dataOf(name),
-      columnVersions: columnVersions(name),
-    });
-  const cursor = v.nullable(
-    v.pipe(v.string(), v.regex(/^\d{1,15}$/, "Expected a cursor from this server")),
-  );
-
-  return {
-    pushRequest: v.strictObject({
-      protocol: v.number(),
-      nodeId: v.pipe(v.string(), v.maxLength(64), v.regex(NODE_ID_PATTERN, "Expected a node id")),
-      schema: v.string(),
-      changes: v.pipe(
-        v.array(change),
-        v.maxLength(maxChanges, `At most ${maxChanges} changes per push`),
-      ),
-    }) as unknown as v.GenericSchema<unknown, PushRequest>,
-    pullRequest: v.strictObject({
-      protocol: v.number(),
-      schema: v.string(),
-      cursors: ownEntries(
-        new Map(synced.map((info) => [info.name, cursor])),
-        "Unknown synced table",
-      ),
-      limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
-      nodeId: v.optional(
-        v.pipe(v.string(), v.maxLength(64), v.regex(NODE_ID_PATTERN, "Expected a node id")),
-      ),
-      held: v.optional(heldRanges),
-    }) as unknown as v.GenericSchema<unknown, PullRequest>,
-    pushResponse: v.object({
-      results: v.array(v.object({
-        table: v.string(),
-        id: v.string(),
-        status: v.picklist(["applied", "stale", "rejected"]),
-        code: v.optional(v.string()),
-        message: v.optional(v.string()),
-      })),
-      held: v.optional(heldRanges),
-      serverTime: v.number(),
-    }) as unknown as v.GenericSchema<unknown, PushResponse>,
-    pullResponse: v.object({
-      changes: v.strictObject(Object.fromEntries(synced.map((info) => [
-        info.name,
-        v.optional(v.object({
-          rows: v.array(pullRow(info.name)),
-          cursor: v.nullable(v.string()),
-          hasMore: v.boolean(),
-        })),
-      ]))),
-      serverTime: v.number(),
-    }) as unknown as v.GenericSchema<unknown, PullResponse>,
-  };
-}
-
-/**
- * Valibot issues as `{ path, message }` pairs for an error response: at most
- * 20, each key of a path cut to 64 characters (a key comes from the client
- * and may be megabytes long).
- */
-export function describeIssues(
-  issues: readonly v.BaseIssue<unknown>[],
-): { path: string; message: string }[] {
-  const short = (key: unknown) => {
-    const text = String(key);
-    return text.length > 64 ? `${text.slice(0, 64)}…` : text;
-  };
-  return issues.slice(0, 20).map((issue) => ({
-    path: issue.path?.map((item) => short(item.key)).join(".") ?? "",
-    message: issue.message.length > 200 ? `${issue.message.slice(0, 200)}…` : issue.message,
-  }));
-}
+/** What a pull cursor from this server looks like: a sequence number, as decimal text. */
+export const CURSOR_PATTERN: RegExp = /^\d{1,15}$/;

@@ -49,8 +49,9 @@ export interface Column<T, N extends boolean = false, D extends boolean = false>
   primaryKey(): Column<T, true, D>;
 }
 
+/** A column of any value type and flags. */
 // deno-lint-ignore no-explicit-any
-type AnyColumn = Column<any, boolean, boolean>;
+export type AnyColumn = Column<any, boolean, boolean>;
 
 /** The columns of a table, by name. */
 export type Columns = Record<string, AnyColumn>;
@@ -121,7 +122,8 @@ export interface SystemColumns {
   is_deleted: number;
 }
 
-type Simplify<T> = { [K in keyof T]: T[K] } & unknown;
+/** `T` with its intersections flattened, so editors show one object type. */
+export type Simplify<T> = { [K in keyof T]: T[K] } & unknown;
 
 /** The names of the system columns, in storage order. */
 export const SYSTEM_COLUMNS = [
@@ -140,10 +142,12 @@ export type RowOf<T> = T extends TableDef<infer C, infer S> ? Simplify<
   >
   : never;
 
-type RequiredKeys<C> = {
+/** The columns an insert must give: `notNull` ones without a default. */
+export type RequiredKeys<C> = {
   [K in keyof C]: C[K] extends Column<unknown, true, false> ? K : never;
 }[keyof C];
-type OptionalKeys<C> = Exclude<keyof C, RequiredKeys<C>>;
+/** The columns an insert may leave out. */
+export type OptionalKeys<C> = Exclude<keyof C, RequiredKeys<C>>;
 
 /** The values accepted by `insert`: required `notNull` columns without default, the rest optional. */
 export type InsertOf<T> = T extends TableDef<infer C, infer S> ? Simplify<
@@ -219,10 +223,34 @@ export function table<C extends Columns, const S extends boolean = false>(
   columns: C,
   options: TableOptions<keyof C & string, S> = {},
 ): TableDef<C, S> {
+  const synced = options.withSystemColumns === true;
+  checkColumns(columns, synced);
+  const lww = options.lww ?? "row";
+  if (lww !== "row" && lww !== "column") {
+    throw new TypeError(`Invalid lww mode ${JSON.stringify(lww)}: use "row" or "column"`);
+  }
+  if (options.lww !== undefined && !synced) {
+    throw new TypeError("lww applies to synced tables: set withSystemColumns: true");
+  }
+  for (const index of options.indexes ?? []) checkIndex(index, columns, synced);
+  if (options.scope !== undefined) {
+    const scope = columns[options.scope];
+    if (scope === undefined) throw new TypeError(`Scope column ${options.scope} is not declared`);
+    if (!synced) throw new TypeError("A scope applies to synced tables");
+  }
+  return {
+    columns,
+    withSystemColumns: synced as S,
+    lww,
+    indexes: options.indexes ?? [],
+    scope: options.scope,
+  };
+}
+
+function checkColumns(columns: Columns, synced: boolean): void {
   const names = Object.keys(columns);
   if (names.length === 0) throw new TypeError("A table needs at least one column");
   assertDistinctIgnoringCase("column", names);
-  const synced = options.withSystemColumns === true;
   for (const name of names) {
     if (!IDENTIFIER.test(name)) {
       throw new TypeError(`Invalid column name ${JSON.stringify(name)}: use a SQL identifier`);
@@ -243,46 +271,28 @@ export function table<C extends Columns, const S extends boolean = false>(
   if (names.filter((name) => columns[name]!.isPrimaryKey).length > 1) {
     throw new TypeError("A table can declare one primary key column");
   }
-  const lww = options.lww ?? "row";
-  if (lww !== "row" && lww !== "column") {
-    throw new TypeError(`Invalid lww mode ${JSON.stringify(lww)}: use "row" or "column"`);
-  }
-  if (options.lww !== undefined && !synced) {
-    throw new TypeError("lww applies to synced tables: set withSystemColumns: true");
-  }
-  for (const index of options.indexes ?? []) {
-    if (index.columns.length === 0) throw new TypeError("An index needs at least one column");
-    for (const name of index.columns) {
-      if (!(name in columns) && !(SYSTEM_COLUMNS as readonly string[]).includes(name)) {
-        throw new TypeError(`Index column ${name} is not declared`);
-      }
-    }
-    // Two offline replicas could each accept a row the other's unique index
-    // refuses, and no merge could reconcile them (cr-sqlite forbids unique
-    // indexes on replicated tables for the same reason). A server may still
-    // add its own constraints: what they refuse comes back as `rejected`.
-    if (index.unique && synced) {
-      throw new TypeError(
-        `Unique index on ${index.columns.join(", ")}: synced tables cannot have unique indexes, ` +
-          "as offline replicas could not merge rows that violate them",
-      );
-    }
-    if (index.name !== undefined && !IDENTIFIER.test(index.name)) {
-      throw new TypeError(`Invalid index name ${JSON.stringify(index.name)}`);
+}
+
+function checkIndex(index: IndexDef, columns: Columns, synced: boolean): void {
+  if (index.columns.length === 0) throw new TypeError("An index needs at least one column");
+  for (const name of index.columns) {
+    if (!(name in columns) && !(SYSTEM_COLUMNS as readonly string[]).includes(name)) {
+      throw new TypeError(`Index column ${name} is not declared`);
     }
   }
-  if (options.scope !== undefined) {
-    const scope = columns[options.scope];
-    if (scope === undefined) throw new TypeError(`Scope column ${options.scope} is not declared`);
-    if (!synced) throw new TypeError("A scope applies to synced tables");
+  // Two offline replicas could each accept a row the other's unique index
+  // refuses, and no merge could reconcile them (cr-sqlite forbids unique
+  // indexes on replicated tables for the same reason). A server may still
+  // add its own constraints: what they refuse comes back as `rejected`.
+  if (index.unique && synced) {
+    throw new TypeError(
+      `Unique index on ${index.columns.join(", ")}: synced tables cannot have unique indexes, ` +
+        "as offline replicas could not merge rows that violate them",
+    );
   }
-  return {
-    columns,
-    withSystemColumns: synced as S,
-    lww,
-    indexes: options.indexes ?? [],
-    scope: options.scope,
-  };
+  if (index.name !== undefined && !IDENTIFIER.test(index.name)) {
+    throw new TypeError(`Invalid index name ${JSON.stringify(index.name)}`);
+  }
 }
 
 /**

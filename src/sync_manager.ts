@@ -18,7 +18,13 @@
  *
  * Status is observable: a `status` event (detail: {@linkcode SyncStatus}) on
  * every change of state, pending count or error, so an app can show
- * "3 changes waiting".
+ * "3 changes waiting"; the events are typed ({@linkcode SyncManagerEventMap}).
+ *
+ * The class is the status, the events and the lifecycle; the work is done by
+ * pieces with one job each, composed here: `sync_scheduler.ts` decides when a
+ * sync runs, `send_pipeline.ts` sends the outbox (`verdicts.ts` reads the
+ * answers), `backoff.ts` resolves the options and the retry delays, and
+ * `sync_clock.ts` is the injectable clock.
  *
  * @example
  * ```ts
@@ -27,7 +33,7 @@
  *   syncInterval: 300_000,
  *   ...createHttpSync({ url: "https://example.com/sync" }),
  * });
- * manager.addEventListener("status", (e) => render((e as CustomEvent<SyncStatus>).detail));
+ * manager.addEventListener("status", (e) => render(e.detail));
  * manager.start();
  * await manager.syncNow();
  * await manager.stop();
@@ -36,17 +42,19 @@
  * @module
  */
 
+import { backoffDelay, type ResolvedManagerOptions, resolveManagerOptions } from "./backoff.ts";
 import type { Database } from "./database.ts";
 import { SyncError } from "./errors.ts";
-import type { DirtyRow, RejectedRow, Rejection } from "./outbox.ts";
-import type { PushResult } from "./protocol.ts";
+import type { DirtyRow } from "./outbox.ts";
+import type { RejectedRow } from "./rejected.ts";
 import type { TableDef } from "./schema.ts";
+import { type SendOutbox, sendOutbox } from "./send_pipeline.ts";
+import type { SyncClock } from "./sync_clock.ts";
+import { SyncScheduler } from "./sync_scheduler.ts";
+import { rejectedRowsOf, type SendResult } from "./verdicts.ts";
 
-/** What `onSend` may return. */
-export type SendResult =
-  | boolean
-  | readonly PushResult[]
-  | { readonly results: readonly PushResult[] };
+export type { SendResult } from "./verdicts.ts";
+export type { SyncClock } from "./sync_clock.ts";
 
 /** What `onFetch` may return: `true` or `{ hasMore: true }` asks for another page. */
 export type FetchResult = void | boolean | { readonly hasMore: boolean };
@@ -68,6 +76,19 @@ export interface SyncStatus {
   readonly lastError: unknown;
   /** When the next attempt is due (ms since the epoch), while started. */
   readonly nextSyncAt: number | undefined;
+}
+
+/**
+ * The events of a {@linkcode ServerSyncManager}, for typed listeners:
+ * `manager.addEventListener("status", (e) => e.detail.pending)`.
+ */
+export interface SyncManagerEventMap {
+  /** The status changed (state, counts, error or next due time). */
+  status: CustomEvent<SyncStatus>;
+  /** A sync succeeded; the detail is the status it left. */
+  synced: CustomEvent<SyncStatus>;
+  /** The server refused changes of one batch; the detail is their `_sync_rejected` entries. */
+  rejected: CustomEvent<RejectedRow[]>;
 }
 
 /** Options of {@linkcode ServerSyncManager}. */
@@ -98,6 +119,11 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
   maxFetchPages?: number;
   /** Random numbers in [0, 1) for the jitter (injectable for tests). */
   random?: () => number;
+  /**
+   * Wall time and timers (default `systemClock`, the real ones); for tests, which
+   * move time on by hand instead of sleeping through a backoff or an interval.
+   */
+  clock?: SyncClock;
 }
 
 /**
@@ -106,8 +132,13 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
  */
 export class ServerSyncManager<T extends Record<string, TableDef> = Record<string, TableDef>>
   extends EventTarget {
-  readonly #options: ServerSyncManagerOptions<T>;
+  // The options as given: onFetch and onSend are called as their methods, as
+  // they always were (a `this` inside them is the options object).
+  readonly #given: ServerSyncManagerOptions<T>;
+  readonly #options: ResolvedManagerOptions;
   readonly #db: Database<T>;
+  readonly #outbox: SendOutbox;
+  readonly #scheduler: SyncScheduler;
   #status: SyncStatus = {
     state: "idle",
     pending: 0,
@@ -116,17 +147,10 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     lastError: undefined,
     nextSyncAt: undefined,
   };
-  #running: Promise<void> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #started = false;
-  #failures = 0;
+  // The counts a sync took as it ended, for its report (see #report).
+  #counted: { pending?: number; rejected?: number } = {};
   #unsubscribe: (() => void) | undefined;
   #recounting = false;
-  // Local writes so far, and how many there had been when the running sync
-  // started: a `syncNow()` after a later write must not just join that sync.
-  #writes = 0;
-  #writesBeforeRun = 0;
-  #followUp: Promise<void> | undefined;
   readonly #stopCounting: () => void;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
@@ -135,30 +159,20 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     if (typeof options.onFetch !== "function" || typeof options.onSend !== "function") {
       throw new TypeError("ServerSyncManager needs onFetch and onSend functions");
     }
-    for (
-      const name of [
-        "syncInterval",
-        "batchSize",
-        "sendConcurrency",
-        "retryDelay",
-        "maxRetryDelay",
-        "maxFetchPages",
-      ] as const
-    ) {
-      const value = options[name];
-      if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-        throw new RangeError(`${name} must be a positive number, got ${value}`);
-      }
-    }
-    const { sendConcurrency } = options;
-    if (sendConcurrency !== undefined && !Number.isSafeInteger(sendConcurrency)) {
-      throw new RangeError(`sendConcurrency must be a positive integer, got ${sendConcurrency}`);
-    }
-    this.#options = options;
+    this.#options = resolveManagerOptions(options);
+    this.#given = options;
     this.#db = options.database;
-    this.#stopCounting = this.#db.onChange(() => {
-      this.#writes += 1;
+    this.#outbox = outboxOf(this.#db);
+    this.#scheduler = new SyncScheduler({
+      run: () => this.#sync(),
+      onSettled: (error, failed) => this.#report(error, failed),
+      onScheduled: (at) => this.#update({ nextSyncAt: at }),
+      clock: this.#options.clock,
+      interval: this.#options.syncInterval,
+      retryDelay: (failures) => backoffDelay(failures, this.#options),
     });
+    // A syncNow() after a write must not just join a sync that began before it.
+    this.#stopCounting = this.#db.onChange(() => this.#scheduler.noteWrite());
   }
 
   /** The current status. */
@@ -168,27 +182,22 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
 
   /** True between `start()` and `stop()`. */
   get started(): boolean {
-    return this.#started;
+    return this.#scheduler.started;
   }
 
   /** Syncs now, then every `syncInterval`; failures retry with backoff. */
   start(): void {
-    if (this.#started) return;
-    this.#started = true;
+    if (this.#scheduler.started) return;
     // Local writes change the pending count between syncs: keep it current.
     this.#unsubscribe = this.#db.onChange(() => this.#recount());
-    this.#schedule(0);
+    this.#scheduler.start();
   }
 
   /** Stops the background syncs and waits for a running one to finish. */
   async stop(): Promise<void> {
-    this.#started = false;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#update({ nextSyncAt: undefined });
-    await this.#running?.catch(() => undefined);
+    await this.#scheduler.stop();
   }
 
   /** Stops the manager for good (`await using manager = new ServerSyncManager(…)`). */
@@ -205,179 +214,113 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
    * @throws the sync's error (a background retry is scheduled if started).
    */
   syncNow(): Promise<void> {
-    if (this.#running !== undefined) {
-      if (this.#writes === this.#writesBeforeRun) return this.#running;
-      this.#followUp ??= this.#running.catch(() => undefined).then(() => {
-        this.#followUp = undefined;
-        return this.syncNow();
-      });
-      return this.#followUp;
-    }
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#writesBeforeRun = this.#writes;
-    const run = this.#sync().finally(() => {
-      this.#running = undefined;
-    });
-    this.#running = run;
-    return run;
+    return this.#scheduler.syncNow();
   }
 
+  /** Listens to `status`, `synced` or `rejected`, with the event's detail typed. */
+  override addEventListener<K extends keyof SyncManagerEventMap>(
+    type: K,
+    listener:
+      | ((event: SyncManagerEventMap[K]) => void)
+      | { handleEvent(event: SyncManagerEventMap[K]): void }
+      | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /** Listens to any event, as on any `EventTarget`. */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /** Removes a listener of `status`, `synced` or `rejected`. */
+  override removeEventListener<K extends keyof SyncManagerEventMap>(
+    type: K,
+    listener:
+      | ((event: SyncManagerEventMap[K]) => void)
+      | { handleEvent(event: SyncManagerEventMap[K]): void }
+      | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /** Removes a listener of any event, as on any `EventTarget`. */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+  }
+
+  // One sync, as the scheduler runs it. It ends by taking the counts; the
+  // scheduler then has them reported (#report) and schedules the next sync
+  // in the same turn, so whoever awaits the report sees when that is due.
   async #sync(): Promise<void> {
     this.#update({ state: "syncing", nextSyncAt: undefined });
     try {
       await this.#send();
       await this.#fetch();
-      this.#failures = 0;
-      this.#update({
-        state: "idle",
-        lastSyncAt: Date.now(),
-        lastError: undefined,
-        ...(await this.#counts()),
-      });
-      this.dispatchEvent(new CustomEvent("synced", { detail: this.#status }));
-      if (this.#started) this.#schedule(this.#options.syncInterval ?? 300_000);
+      this.#counted = await this.#counts();
     } catch (error) {
-      this.#failures += 1;
-      const offline = error instanceof SyncError && error.code === "offline";
-      this.#update({
-        state: offline ? "offline" : "error",
-        lastError: error,
-        ...(await this.#counts().catch(() => ({}))),
-      });
-      if (this.#started) this.#schedule(this.#retryDelay());
+      this.#counted = await this.#counts().catch(() => ({}));
       throw error;
     }
+  }
+
+  // The outcome of a sync: its status, and "synced" after a success.
+  #report(error: unknown, failed: boolean): void {
+    const counted = this.#counted;
+    this.#counted = {};
+    if (failed) {
+      const offline = error instanceof SyncError && error.code === "offline";
+      this.#update({ state: offline ? "offline" : "error", lastError: error, ...counted });
+      return;
+    }
+    this.#update({
+      state: "idle",
+      lastSyncAt: this.#options.clock.now(),
+      lastError: undefined,
+      ...counted,
+    });
+    this.dispatchEvent(new CustomEvent("synced", { detail: this.#status }));
   }
 
   async #send(): Promise<void> {
-    const batchSize = this.#options.batchSize ?? 500;
     const waiting = await this.#db.countDirtyRows();
     this.#update({ pending: waiting });
-    // Enough rounds for what waited at the start: writes made during the sync
-    // wait for the next one instead of keeping this one going.
-    const rounds = Math.ceil(waiting / batchSize) + 1;
-    const read = (after?: DirtyRow) => this.#db.getDirtyRows({ limit: batchSize, after });
-    const send = (batch: DirtyRow[]) =>
-      handled(Promise.resolve(this.#options.onSend(batch, this.#db)));
-    const window = this.#options.sendConcurrency ?? 1;
-    // A pipeline: up to `window` batches in flight, answered in order, and the
-    // next batch read while they travel. Each read starts after the last
-    // entry of the batch before it, so what is in flight needs no
-    // acknowledgement to be left out; once batch N is answered, the window
-    // is topped up before N's verdicts are written.
-    const inFlight: { batch: DirtyRow[]; sending: Promise<SendResult> }[] = [];
-    let next: Promise<DirtyRow[]> | undefined = handled(read());
-    let round = 1;
-    const fill = async () => {
-      while (inFlight.length < window && next !== undefined) {
-        const batch = await next;
-        if (batch.length === 0) {
-          next = undefined;
-          return;
-        }
-        inFlight.push({ batch, sending: send(batch) });
-        next = round++ < rounds ? handled(read(batch.at(-1))) : undefined;
-      }
-    };
-    // Acknowledgements wait for a few batches and are written together, in
-    // one transaction: the outbox is not rewritten once per batch. One that
-    // is lost (a crash) only sends its changes again, which LWW makes harmless.
-    const acknowledged: DirtyRow[] = [];
-    const flushAt = batchSize * ACK_BATCHES;
-    const flush = async () => {
-      if (acknowledged.length === 0) return;
-      await this.#db.acknowledgeDirtyRows(acknowledged.splice(0));
-    };
-    try {
-      await fill();
-      while (inFlight.length > 0) {
-        const { batch, sending } = inFlight.shift()!;
-        const result = await sending;
-        if (result === false) {
-          throw new SyncError("send_refused", "onSend returned false; the changes will be retried");
-        }
-        await fill();
-        acknowledged.push(...await this.#settle(batch, result));
-        if (acknowledged.length >= flushAt) await flush();
-      }
-      await flush();
-    } catch (error) {
-      // The sync fails, but not before the batches still in flight are
-      // answered (no onSend call outlives its sync), and what was answered is
-      // settled; the first error is the one reported.
-      for (const { batch, sending } of inFlight.splice(0)) {
-        const result = await sending.catch(() => false as const);
-        if (result === false) continue;
-        await this.#settle(batch, result).then(
-          (rows) => acknowledged.push(...rows),
-          () => undefined,
-        );
-      }
-      await flush().catch(() => undefined);
-      throw error;
-    }
-  }
-
-  // Applies the verdicts of one sent batch: stores the rejections and returns
-  // the changes to acknowledge. A change without a verdict stays queued for
-  // the next sync (reads move on past it, so it is not resent now).
-  async #settle(
-    batch: readonly DirtyRow[],
-    result: Exclude<SendResult, false>,
-  ): Promise<DirtyRow[]> {
-    const verdicts = result === true
-      ? undefined
-      : Array.isArray(result)
-      ? result as readonly PushResult[]
-      : (result as { results: readonly PushResult[] }).results;
-    const byKey = new Map(verdicts?.map((v) => [`${v.table}\u0000${v.id}`, v]));
-    const acknowledged: DirtyRow[] = [];
-    const rejections: Rejection[] = [];
-    for (const change of batch) {
-      const verdict = verdicts === undefined
-        ? { status: "applied" }
-        : byKey.get(`${change.table}\u0000${change.id}`);
-      // No verdict, or one this version does not know: the change stays queued.
-      if (verdict === undefined) continue;
-      if (
-        verdict.status !== "applied" && verdict.status !== "stale" &&
-        verdict.status !== "rejected"
-      ) {
-        continue;
-      }
-      if (verdict.status === "rejected") {
-        rejections.push({
-          change,
-          code: (verdict as PushResult).code ?? "rejected",
-          message: (verdict as PushResult).message ?? "The server rejected the change",
+    await sendOutbox({
+      outbox: this.#outbox,
+      send: (batch: DirtyRow[]) => this.#given.onSend(batch, this.#db),
+      batchSize: this.#options.batchSize,
+      concurrency: this.#options.sendConcurrency,
+      waiting,
+      onRejected: (rows) => {
+        this.dispatchEvent(new CustomEvent<RejectedRow[]>("rejected", { detail: rows }));
+      },
+      // Counted exactly once the sync ends; meanwhile, what each batch settled.
+      onSettled: ({ acknowledged, rejected }) => {
+        this.#update({
+          pending: Math.max(0, this.#status.pending - acknowledged - rejected),
+          rejected: this.#status.rejected + rejected,
         });
-      } else {
-        acknowledged.push(change);
-      }
-    }
-    if (rejections.length > 0) {
-      await this.#db.rejectDirtyRows(rejections);
-      const rejected = await this.#db.getRejectedRows();
-      const keys = new Set(rejections.map((r) => `${r.change.table}\u0000${r.change.id}`));
-      this.dispatchEvent(
-        new CustomEvent<RejectedRow[]>("rejected", {
-          detail: rejected.filter((r) => keys.has(`${r.table}\u0000${r.id}`)),
-        }),
-      );
-    }
-    // Counted exactly once the sync ends; meanwhile, what this batch settled.
-    this.#update({
-      pending: Math.max(0, this.#status.pending - acknowledged.length - rejections.length),
-      rejected: this.#status.rejected + rejections.length,
+      },
     });
-    return acknowledged;
   }
 
   async #fetch(): Promise<void> {
-    const maxPages = this.#options.maxFetchPages ?? 10_000;
-    for (let page = 0; page < maxPages; page++) {
-      const result = await this.#options.onFetch(this.#db, await this.#db.getCursors());
+    for (let page = 0; page < this.#options.maxFetchPages; page++) {
+      const result = await this.#given.onFetch(this.#db, await this.#db.getCursors());
       const more = result === true ||
         (typeof result === "object" && result !== null && result.hasMore === true);
       if (!more) return;
@@ -396,32 +339,14 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   #recount(): void {
     if (this.#recounting) return;
     this.#recounting = true;
-    setTimeout(() => {
+    this.#options.clock.setTimeout(() => {
       this.#recounting = false;
-      if (this.#running !== undefined) return; // the sync counts when it ends
+      if (this.#scheduler.running) return; // the sync counts when it ends
       this.#db.countDirtyRows().then(
         (pending) => this.#update({ pending }),
         () => undefined,
       );
     }, 0);
-  }
-
-  #retryDelay(): number {
-    const first = this.#options.retryDelay ?? 1_000;
-    const cap = this.#options.maxRetryDelay ?? 60_000;
-    const exponential = Math.min(cap, first * 2 ** Math.min(this.#failures - 1, 30));
-    const random = this.#options.random ?? Math.random;
-    // "Equal jitter": at least half the delay, so retries spread without collapsing to zero.
-    return exponential / 2 + random() * (exponential / 2);
-  }
-
-  #schedule(delay: number): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.syncNow().catch(() => undefined); // reported through status; retried by #sync
-    }, delay);
-    this.#update({ nextSyncAt: Date.now() + delay });
   }
 
   #update(change: Partial<SyncStatus>): void {
@@ -435,12 +360,15 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   }
 }
 
-// Batches whose acknowledgements are written together.
-const ACK_BATCHES = 10;
-
-// A promise whose rejection is reported where it is awaited, and not as
-// unhandled if a failure before that point ends the sync first.
-function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => undefined);
-  return promise;
+// The outbox of a database as the send pipeline sees it: batches read one
+// after another, each acknowledging its own rows.
+function outboxOf<T extends Record<string, TableDef>>(db: Database<T>): SendOutbox {
+  return {
+    read: (limit, after) => db.getOutboxBatch({ limit, after }),
+    acknowledge: (completions) => db.completeBatches(completions),
+    reject: async (rejections) => {
+      await db.rejectDirtyRows(rejections);
+      return rejectedRowsOf(await db.getRejectedRows(), rejections);
+    },
+  };
 }

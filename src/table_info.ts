@@ -79,10 +79,22 @@ export function sqlType(kind: ColumnKind): string {
   return SQL_TYPES[kind];
 }
 
-/** Computes the info of every declared table. */
-export function describeTables(tables: Record<string, TableDef>): Map<string, TableInfo> {
-  const infos = new Map<string, TableInfo>();
-  for (const [name, def] of Object.entries(tables)) infos.set(name, describeTable(name, def));
+const described = new WeakMap<object, ReadonlyMap<string, TableInfo>>();
+
+/**
+ * The info of every declared table, computed once per declaration: every
+ * part of the library that needs it for one schema shares one copy, and the
+ * SQL cached per `TableInfo` is built once.
+ */
+export function describeTables(
+  tables: Readonly<Record<string, TableDef>>,
+): ReadonlyMap<string, TableInfo> {
+  let infos = described.get(tables);
+  if (infos === undefined) {
+    const computed = new Map<string, TableInfo>();
+    for (const [name, def] of Object.entries(tables)) computed.set(name, describeTable(name, def));
+    described.set(tables, infos = computed);
+  }
   return infos;
 }
 
@@ -121,20 +133,18 @@ function describeTable(name: string, def: TableDef): TableInfo {
 }
 
 /**
- * Where a database runs: a `client` replica, or the `server`, whose synced
- * tables also carry {@linkcode SEQUENCE_COLUMN}.
+ * A column the core does not declare but a role adds to every synced table
+ * (the server's change sequence): its name and its SQL definition.
  */
-export type DatabaseRole = "client" | "server";
+export interface ExtraColumn {
+  /** Column name. */
+  readonly name: string;
+  /** Type and constraints, as after the name in CREATE TABLE. */
+  readonly definition: string;
+}
 
-/**
- * The server's change sequence: a number assigned inside the write that
- * accepted a change, increasing with commit order. Pull cursors are these
- * numbers, so a pull never skips a committed change.
- */
-export const SEQUENCE_COLUMN = "system_seq";
-
-/** The CREATE TABLE statement of a table. */
-export function createTableSql(info: TableInfo, role: DatabaseRole = "client"): string {
+/** The CREATE TABLE statement of a table, with `extra` columns after the system columns. */
+export function createTableSql(info: TableInfo, extra: readonly ExtraColumn[] = []): string {
   const defs = info.columns.map((c) => columnDefinitionSql(c));
   if (info.synced) {
     defs.push(
@@ -144,8 +154,8 @@ export function createTableSql(info: TableInfo, role: DatabaseRole = "client"): 
       `"is_deleted" INTEGER NOT NULL DEFAULT 0`,
     );
     if (info.perColumn) defs.push(`${quoteId(COLUMN_VERSIONS)} TEXT NOT NULL DEFAULT '{}'`);
-    if (role === "server") defs.push(`${SEQUENCE_COLUMN} INTEGER`);
   }
+  for (const column of extra) defs.push(`${quoteId(column.name)} ${column.definition}`);
   return `CREATE TABLE ${info.quoted} (${defs.join(", ")})`;
 }
 

@@ -227,15 +227,6 @@ function columnVersionsSet(columns: readonly string[]): string {
   return `${quoteId(COLUMN_VERSIONS)} = json_set(${quoteId(COLUMN_VERSIONS)}, ${paths})`;
 }
 
-/** Persists the clock so a reopen continues after every version this database has seen. */
-export function persistClockStatement(hlc: HlcClock): SqlStatement {
-  return {
-    sql: `INSERT INTO _sync_meta (key, value) VALUES ('hlc', ?) ` +
-      `ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE excluded.value > _sync_meta.value`,
-    args: [hlc.last],
-  };
-}
-
 function assertKnownColumns(
   info: TableInfo,
   values: Record<string, unknown>,

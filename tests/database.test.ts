@@ -168,6 +168,28 @@ test("getDirtyRows after a row read earlier continues from there, before anythin
   await db.close();
 });
 
+test("an outbox batch continues after its own last entry and acknowledges only what it read", async () => {
+  const db = await openMemory({ schema });
+  const rows = [];
+  for (let i = 0; i < 5; i++) rows.push(await db.insert("tasks", { title: `t${i}` }));
+  const first = await db.getOutboxBatch({ limit: 2 });
+  const rewritten = await db.update("tasks", rows[1]!.system_id, { title: "t1 again" });
+  const second = await db.getOutboxBatch({ limit: 2, after: first });
+  assert.deepEqual(first.rows.map((d) => d.id), [rows[0]!.system_id, rows[1]!.system_id]);
+  assert.deepEqual(second.rows.map((d) => d.id), [rows[2]!.system_id, rows[3]!.system_id]);
+  // Both batches in one write; the rewrite made after the first read stays queued.
+  await db.completeBatches([{ batch: first }, { batch: second, rows: second.rows.slice(0, 1) }]);
+  assert.deepEqual((await db.getDirtyRows()).map((d) => [d.id, d.version]), [
+    [rows[3]!.system_id, rows[3]!.system_version],
+    [rows[4]!.system_id, rows[4]!.system_version],
+    [rewritten.system_id, rewritten.system_version],
+  ]);
+  const rest = await db.getOutboxBatch();
+  await rest.complete();
+  assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+});
+
 test("getDirtyRows after a column-table row continues from its outbox entry, not its newer version", async () => {
   const clock = manualClock();
   const db = await openMemory({ schema, nodeId: "dev-a", now: clock.now });

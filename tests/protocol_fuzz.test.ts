@@ -62,12 +62,8 @@ import { type Client, createClient } from "@libsql/client";
 import fc from "fast-check";
 import * as v from "valibot";
 import { DEFAULT_MAX_DRIFT_MS, isHlc } from "../src/hlc.ts";
-import {
-  createProtocolSchemas,
-  DEFAULT_MAX_CHANGES_PER_PUSH,
-  PROTOCOL_VERSION,
-  type PullRow,
-} from "../src/protocol.ts";
+import { DEFAULT_MAX_CHANGES_PER_PUSH, PROTOCOL_VERSION, type PullRow } from "../src/protocol.ts";
+import { createProtocolSchemas } from "../src/protocol_schemas.ts";
 import type { TableDef } from "../src/schema.ts";
 import { describeTables, type TableInfo } from "../src/table_info.ts";
 import { syncSchema } from "./fixtures.ts";

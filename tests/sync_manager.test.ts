@@ -3,8 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SyncError } from "../src/errors.ts";
-import type { DirtyRow, RejectedRow } from "../src/outbox.ts";
+import type { DirtyRow } from "../src/outbox.ts";
+import type { RejectedRow } from "../src/rejected.ts";
 import type { PushResult } from "../src/protocol.ts";
+import type { SyncClock } from "../src/sync_clock.ts";
 import { ServerSyncManager, type SyncStatus } from "../src/sync_manager.ts";
 import { schema } from "./fixtures.ts";
 import { openMemory, withMethod } from "./helpers.ts";
@@ -23,6 +25,56 @@ function waitFor(manager: EventTarget, predicate: (status: SyncStatus) => boolea
     };
     manager.addEventListener("status", listener);
   });
+}
+
+// A clock whose time moves only when the test says: the manager's backoff and
+// interval timers run at once, in order, and their delays are exact.
+function testClock(start = Date.now()): SyncClock & { next(): Promise<void> } {
+  interface Timer {
+    readonly at: number;
+    readonly order: number;
+    readonly fn: () => void;
+  }
+  let now = start;
+  let order = 0;
+  const timers: Timer[] = [];
+  let timerSet: (() => void) | undefined;
+  return {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const timer = { at: now + ms, order: order++, fn };
+      timers.push(timer);
+      timerSet?.();
+      return timer;
+    },
+    clearTimeout(handle) {
+      const at = timers.indexOf(handle as Timer);
+      if (at !== -1) timers.splice(at, 1);
+    },
+    // Waits until a timer is set, moves time on to the earliest and runs it.
+    async next() {
+      do {
+        if (timers.length === 0) await set();
+        // A timer never runs in the turn that set it: let that turn end first
+        // (one trip round the event loop; no time passes).
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      } while (timers.length === 0);
+      timers.sort((a, b) => a.at - b.at || a.order - b.order);
+      const timer = timers.shift()!;
+      now = Math.max(now, timer.at);
+      timer.fn();
+    },
+  };
+  function set(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const guard = setTimeout(() => reject(new Error("timed out waiting for a timer")), 3_000);
+      timerSet = () => {
+        timerSet = undefined;
+        clearTimeout(guard);
+        resolve();
+      };
+    });
+  }
 }
 
 test("onSend returning true clears the outbox; false keeps it and reports the error", async () => {
@@ -85,7 +137,7 @@ test("the next batch is read while one is being sent; a row rewritten meanwhile 
   const db = await openMemory({ schema });
   const rows = await db.insertMany("tasks", [1, 2, 3, 4].map((i) => ({ title: `t${i}` })));
   let reads = 0;
-  const counted = withMethod(db, "getDirtyRows", (read) => (options) => {
+  const counted = withMethod(db, "getOutboxBatch", (read) => (options) => {
     reads++;
     return read(options);
   });
@@ -147,9 +199,9 @@ test("acknowledgements of ten batches are written at once; a failure keeps those
   const db = await openMemory({ schema });
   await db.insertMany("tasks", Array.from({ length: 30 }, (_, i) => ({ title: `t${i}` })));
   let acknowledgements = 0;
-  const counted = withMethod(db, "acknowledgeDirtyRows", (acknowledge) => (rows) => {
+  const counted = withMethod(db, "completeBatches", (acknowledge) => (completions) => {
     acknowledgements++;
-    return acknowledge(rows);
+    return acknowledge(completions);
   });
   let calls = 0;
   const manager = new ServerSyncManager({
@@ -199,7 +251,7 @@ test("a failure while batches travel waits for them and keeps their verdicts", a
 test("an acknowledgement that cannot be written fails the sync", async () => {
   const db = await openMemory({ schema });
   await db.insertMany("tasks", [{ title: "a" }, { title: "b" }]);
-  const failing = withMethod(db, "acknowledgeDirtyRows", () => () => {
+  const failing = withMethod(db, "completeBatches", () => () => {
     return Promise.reject(new Error("disk full"));
   });
   const manager = new ServerSyncManager({
@@ -361,29 +413,30 @@ test("a failed sync retries on its own with backoff until it succeeds", async ()
   await db.insert("tasks", { title: "a" });
   let failures = 3;
   const attempts: number[] = [];
+  const clock = testClock();
   const manager = new ServerSyncManager({
     database: db,
     syncInterval: 60_000,
     retryDelay: 10,
     maxRetryDelay: 40,
     random: () => 1,
+    clock,
     onFetch: noFetch,
     onSend: () => {
-      attempts.push(Date.now());
+      attempts.push(clock.now());
       if (failures-- > 0) return Promise.reject(new SyncError("offline", "network is down"));
       return Promise.resolve(true);
     },
   });
   const states: string[] = [];
-  manager.addEventListener(
-    "status",
-    (e) => states.push((e as CustomEvent<SyncStatus>).detail.state),
-  );
+  manager.addEventListener("status", (e) => states.push(e.detail.state));
   const idle = waitFor(
     manager,
     (s) => s.state === "idle" && s.pending === 0 && s.lastSyncAt !== undefined,
   );
   manager.start();
+  // The first sync, then a retry after each of the three failures.
+  for (let timer = 0; timer < 4; timer++) await clock.next();
   await idle;
   assert.equal(attempts.length, 4);
   assert.ok(states.includes("offline"));
@@ -393,6 +446,41 @@ test("a failed sync retries on its own with backoff until it succeeds", async ()
   await manager[Symbol.asyncDispose]();
   assert.equal(manager.started, false);
   assert.equal(manager.status.nextSyncAt, undefined);
+  await db.close();
+});
+
+test("a successful sync is followed by the next one syncInterval later", async () => {
+  const db = await openMemory({ schema });
+  const clock = testClock();
+  const fetchedAt: number[] = [];
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    clock,
+    onFetch: () => {
+      fetchedAt.push(clock.now());
+      return Promise.resolve();
+    },
+    onSend: () => Promise.resolve(true),
+  });
+  const synced: SyncStatus[] = [];
+  manager.addEventListener("synced", (e) => synced.push(e.detail));
+  const start = clock.now();
+  // Due once the sync before it ended: the status that follows its "synced".
+  const scheduledAfter = (syncs: number) =>
+    waitFor(manager, (s) => s.nextSyncAt !== undefined && synced.length === syncs);
+  const first = scheduledAfter(1);
+  manager.start();
+  await clock.next();
+  await first;
+  assert.equal(manager.status.nextSyncAt, start + 60_000);
+  const second = scheduledAfter(2);
+  await clock.next();
+  await second;
+  assert.deepEqual(fetchedAt, [start, start + 60_000]);
+  assert.equal(manager.status.lastSyncAt, start + 60_000);
+  assert.equal(manager.status.nextSyncAt, start + 120_000);
+  await manager.stop();
   await db.close();
 });
 
