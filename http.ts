@@ -21,3 +21,11 @@
 
 export { createHttpSync, type HttpSync, type HttpSyncOptions } from "./src/http_sync.ts";
 export * from "./src/protocol.ts";
+export {
+  createProtocolSchemas,
+  createPullEnvelopeSchema,
+  describeIssues,
+  type ProtocolLimits,
+  type ProtocolSchemas,
+  type PullEnvelope,
+} from "./src/protocol_schemas.ts";

@@ -122,7 +122,10 @@ export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServer
   const maxPullBytes = limits.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES;
   // The change limit is checked once, by `validBody`, which answers 413
   // before valibot walks the changes: the schema itself has none.
-  const schemas = createProtocolSchemas(database.schema, { maxPullLimit });
+  const schemas = createProtocolSchemas(database.schema, {
+    maxChangesPerPush: false,
+    maxPullLimit,
+  });
   const authorized = authorization(options.authorize);
   const valid = <T>(schema: v.GenericSchema<unknown, T>) => validBody(schema, options);
 
@@ -238,12 +241,24 @@ function refuseHead(
 // What escaped a handler: a refusal the core raised for the request (an
 // unknown table, a foreign cursor) keeps its code; anything else is the
 // server's failure, logged.
+// The code of an HTTPException's status (thrown by Hono or by `authorize`).
+function httpExceptionCode(status: number): WireErrorCode {
+  if (status === 401) return "unauthorized";
+  if (status === 403) return "forbidden";
+  if (status === 413) return "too_large";
+  return "malformed";
+}
+
 function answerError(error: Error, c: Context): Response {
   if (error instanceof HTTPException) {
-    return fail(c, error.status === 413 ? "too_large" : "malformed", error.message);
+    return fail(c, httpExceptionCode(error.status), error.message);
   }
   if (error instanceof SyncError && isWireErrorCode(error.code)) {
     return fail(c, error.code, error.message);
+  }
+  // Another SyncError refused what was asked, not the server: still a 4xx.
+  if (error instanceof SyncError && error.code !== "closed") {
+    return fail(c, "malformed", error.message);
   }
   console.error(error);
   return fail(c, "internal", "The server failed to handle the request");

@@ -9,11 +9,7 @@
  * rows whose sequence is greater than the cursor, in sequence order, so no page
  * boundary can skip or repeat a committed row, whatever the clients' clocks.
  *
- * Verdicts: `applied` (newer, written), `stale` (the server had newer — the
- * UPSERT's conflict clause said no), `rejected` with a code: `clock_drift` (the
- * version is more than `maxDrift` ahead of server time), `forbidden` (another
- * principal's scope), `constraint` (the database refused the row), or the code
- * of the `SyncError` that refused the row's values.
+ * Verdicts are described where they are made, in `push.ts`.
  *
  * This module composes the parts, each in its own module: the sequence column
  * and its migration (`sequence.ts`), the push (`push.ts`), the pull

@@ -39,15 +39,27 @@ async function build(settings: Settings) {
   return createSyncServer({ database });
 }
 
+// The bindings passed to `fetch` (Workers) over the runtime's environment
+// (Hono's `env`: Deno, Bun, Node), which may be unreadable without permission.
+function settingsOf(c: Context<{ Bindings: Settings }>): Settings {
+  let runtime: Settings = {};
+  try {
+    runtime = env<Settings>(c);
+  } catch {
+    // No permission to read the environment: the bindings alone decide.
+  }
+  return { ...runtime, ...c.env };
+}
+
 // Every request goes to the endpoint; one that cannot be built is answered
 // `misconfigured`, and the next request tries again.
 const entry = new Hono<{ Bindings: Settings }>();
 entry.all("*", async (c: Context<{ Bindings: Settings }>) => {
-  app ??= build(env<Settings>(c)).catch((error) => {
-    app = undefined;
-    throw error;
-  });
   try {
+    app ??= build(settingsOf(c)).catch((error) => {
+      app = undefined;
+      throw error;
+    });
     return await (await app).fetch(c.req.raw);
   } catch (error) {
     console.error(error);

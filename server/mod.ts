@@ -40,17 +40,24 @@ export { type FetchHandler, type RunningServer, serve, type ServeOptions } from 
 // own declarations would be documented as this entry's; `app.ts` names them
 // as internal aliases.)
 export type { Schema, SqlAdapter, TableDef } from "../src/internal.ts";
-// The wire protocol (`src/protocol.ts`), as this entry has always exported
-// it, named one by one: the core's internal surface stays internal.
+// The wire protocol (`src/protocol.ts`, `src/protocol_schemas.ts`), as this
+// entry has always exported it, named one by one: the core's internal
+// surface stays internal.
 export {
+  createProtocolSchemas,
+  createPullEnvelopeSchema,
   CURSOR_PATTERN,
   DEFAULT_MAX_CHANGES_PER_PUSH,
   DEFAULT_MAX_PULL_LIMIT,
+  describeIssues,
   ERROR_STATUS,
   type ErrorResponse,
   type HeldRange,
   MAX_HELD_RANGES,
   PROTOCOL_VERSION,
+  type ProtocolLimits,
+  type ProtocolSchemas,
+  type PullEnvelope,
   type PullRequest,
   type PullResponse,
   type PullRow,

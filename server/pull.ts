@@ -31,6 +31,7 @@
  */
 
 import {
+  blobColumnsOf,
   COLUMN_VERSIONS,
   type ColumnInfo,
   CURSOR_PATTERN,
@@ -247,7 +248,7 @@ function shapeOf(info: TableInfo): TableShape {
   if (shape === undefined) {
     shapes.set(
       info,
-      shape = { rowJson: rowJsonSql(info), size: sizeSql(info), blobs: blobsOf(info) },
+      shape = { rowJson: rowJsonSql(info), size: sizeSql(info), blobs: blobColumnsOf(info) },
     );
   }
   return shape;
@@ -272,10 +273,6 @@ function sizeSql(info: TableInfo): Sql {
     `coalesce(octet_length(${c.quoted}), 0)${c.kind === "blob" ? " * 2" : ""}`
   );
   return raw([`${ROW_OVERHEAD_BYTES}`, `octet_length(system_id)`, ...sizes].join(" + "));
-}
-
-function blobsOf(info: TableInfo): ColumnInfo[] {
-  return info.columns.filter((column) => column.kind === "blob");
 }
 
 // The page's rows with their blobs, which SQLite wrote as hex, as base64.

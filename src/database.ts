@@ -39,8 +39,8 @@ import {
   countDirtyRows,
   type DirtyRow,
   type DirtyRowAck,
-  type OutboxBatch as OutboxRead,
-  readOutboxBatch,
+  type OutboxRead,
+  readOutbox,
 } from "./outbox.ts";
 import {
   countRejectedRows,
@@ -52,7 +52,8 @@ import {
   retryRejectedStatements,
 } from "./rejected.ts";
 import type { InsertOf, PatchOf, RowOf, Schema, TableDef } from "./schema.ts";
-import { decodeRow, describeTables, quoteId, type TableInfo } from "./table_info.ts";
+import { decodeRow, describeTables, type TableInfo } from "./table_info.ts";
+import { empty, id, raw, sql } from "./sql.ts";
 import { prepareDelete, prepareInsert, prepareUpdate } from "./writes.ts";
 
 /** Options of {@linkcode openDatabase}. */
@@ -313,48 +314,35 @@ function outboxOperations(
   adapter: SqlAdapter,
   tables: ReadonlyMap<string, TableInfo>,
 ): OutboxOperations {
-  const reads = new WeakMap<OutboxBatch, OutboxRead>();
-  const readOf = new WeakMap<DirtyRowAck, OutboxRead>();
-  const read = async (limit = 1000, after?: OutboxRead["end"]): Promise<OutboxRead> => {
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new RangeError(`getDirtyRows limit must be a positive integer, got ${limit}`);
-    }
-    return await readOutboxBatch(adapter, tables, limit, after);
-  };
-  const acknowledge = async (statements: SqlStatement[]) => {
-    if (statements.length > 0) await adapter.batch(statements);
-  };
+  const reads = new OutboxReads(adapter, tables);
   const ops: OutboxOperations = {
     async getOutboxBatch({ limit, after } = {}) {
-      const outboxRead = await read(limit, after === undefined ? undefined : reads.get(after)?.end);
+      const from = after === undefined ? undefined : reads.ofBatch("getOutboxBatch", after).end;
+      const outboxRead = await reads.read("getOutboxBatch", limit, from);
       const batch: OutboxBatch = {
         rows: outboxRead.rows,
         complete: (rows) => ops.completeBatches([{ batch, rows }]),
       };
-      reads.set(batch, outboxRead);
+      reads.register(batch, outboxRead);
       return batch;
     },
     async completeBatches(completions) {
-      await acknowledge(completions.flatMap(({ batch, rows }) => {
-        const outboxRead = reads.get(batch);
-        if (outboxRead === undefined) {
-          throw new TypeError("completeBatches: not a batch of this database");
-        }
-        return outboxRead.acknowledgeStatements(rows);
-      }));
+      await reads.acknowledge(
+        completions.flatMap(({ batch, rows }) =>
+          reads.ofBatch("completeBatches", batch).acknowledgeStatements(rows)
+        ),
+      );
     },
     async getDirtyRows({ limit, after } = {}) {
       const from = after === undefined
         ? undefined
-        : readOf.get(after)?.positionOf(after) ?? [after.version, after.table, after.id] as const;
-      const outboxRead = await read(limit, from);
-      for (const row of outboxRead.rows) readOf.set(row, outboxRead);
-      return outboxRead.rows;
+        : reads.ofRow(after)?.positionOf(after) ?? [after.version, after.table, after.id] as const;
+      return (await reads.read("getDirtyRows", limit, from)).rows;
     },
     async acknowledgeDirtyRows(rows) {
       // Rows no read of this database handed out count as one read.
-      const byRead = groupBy(rows, (row) => readOf.get(row));
-      await acknowledge(
+      const byRead = groupBy(rows, (row) => reads.ofRow(row));
+      await reads.acknowledge(
         [...byRead].flatMap(([from, acks]) =>
           from === undefined ? acknowledgeStatements(acks) : from.acknowledgeStatements(acks)
         ),
@@ -363,6 +351,47 @@ function outboxOperations(
     countDirtyRows: () => countDirtyRows(adapter),
   };
   return ops;
+}
+
+// The reads of one database's outbox, by the batch and by the rows they
+// handed out.
+class OutboxReads {
+  readonly #adapter: SqlAdapter;
+  readonly #tables: ReadonlyMap<string, TableInfo>;
+  readonly #byBatch = new WeakMap<OutboxBatch, OutboxRead>();
+  readonly #byRow = new WeakMap<DirtyRowAck, OutboxRead>();
+
+  constructor(adapter: SqlAdapter, tables: ReadonlyMap<string, TableInfo>) {
+    this.#adapter = adapter;
+    this.#tables = tables;
+  }
+
+  async read(method: string, limit = 1000, after?: OutboxRead["end"]): Promise<OutboxRead> {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`${method} limit must be a positive integer, got ${limit}`);
+    }
+    const outboxRead = await readOutbox(this.#adapter, this.#tables, limit, after);
+    for (const row of outboxRead.rows) this.#byRow.set(row, outboxRead);
+    return outboxRead;
+  }
+
+  register(batch: OutboxBatch, outboxRead: OutboxRead): void {
+    this.#byBatch.set(batch, outboxRead);
+  }
+
+  ofBatch(method: string, batch: OutboxBatch): OutboxRead {
+    const outboxRead = this.#byBatch.get(batch);
+    if (outboxRead === undefined) throw new TypeError(`${method}: not a batch of this database`);
+    return outboxRead;
+  }
+
+  ofRow(row: DirtyRowAck): OutboxRead | undefined {
+    return this.#byRow.get(row);
+  }
+
+  async acknowledge(statements: SqlStatement[]): Promise<void> {
+    if (statements.length > 0) await this.#adapter.batch(statements);
+  }
 }
 
 function groupBy<T, K>(items: readonly T[], keyOf: (item: T) => K): Map<K, T[]> {
@@ -492,35 +521,28 @@ function readOperations(executor: SqlExecutor, tableInfo: (name: string) => Tabl
   return {
     async get(table, systemId, options = {}) {
       const info = tableInfo(table);
-      const hide = info.synced && !options.includeDeleted ? ` AND is_deleted = 0` : "";
-      const { rows } = await executor.execute({
-        sql: `SELECT ${info.selectList} FROM ${info.quoted} WHERE ${quoteId(info.key)} = ?${hide}`,
-        args: [systemId],
-      });
+      const hide = info.synced && !options.includeDeleted ? raw(`AND is_deleted = 0`) : empty;
+      const { rows } = await executor.execute(
+        sql`SELECT ${raw(info.selectList)} FROM ${id(info.name)}
+          WHERE ${id(info.key)} = ${systemId} ${hide}`,
+      );
       return rows[0] === undefined ? undefined : decodeRow(info, rows[0]) as never;
     },
     async all(table, options = {}) {
       const info = tableInfo(table);
-      const hide = info.synced && !options.includeDeleted ? ` WHERE is_deleted = 0` : "";
-      const args: SqlValue[] = [];
-      let page = "";
-      if (options.limit !== undefined || options.offset !== undefined) {
-        page = ` LIMIT ? OFFSET ?`;
-        args.push(
-          nonNegative("limit", options.limit ?? -1, true),
-          nonNegative("offset", options.offset ?? 0),
-        );
-      }
-      const { rows } = await executor.execute({
-        sql: `SELECT ${info.selectList} FROM ${info.quoted}${hide} ORDER BY ${
-          quoteId(info.key)
-        }${page}`,
-        args,
-      });
+      const hide = info.synced && !options.includeDeleted ? raw(`WHERE is_deleted = 0`) : empty;
+      const page = options.limit === undefined && options.offset === undefined
+        ? empty
+        : sql`LIMIT ${nonNegative("limit", options.limit ?? -1, true)}
+          OFFSET ${nonNegative("offset", options.offset ?? 0)}`;
+      const { rows } = await executor.execute(
+        sql`SELECT ${raw(info.selectList)} FROM ${id(info.name)} ${hide}
+          ORDER BY ${id(info.key)} ${page}`,
+      );
       return rows.map((row) => decodeRow(info, row)) as never;
     },
-    async query(sql, args = []) {
-      const { rows } = await executor.execute({ sql, args });
+    async query(text, args = []) {
+      const { rows } = await executor.execute({ sql: text, args });
       return rows;
     },
   };

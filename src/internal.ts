@@ -25,4 +25,4 @@ export { empty, id, join, raw, Sql, sql, type SqlPart } from "./sql.ts";
 export { type ColumnInfo, describeTables, type ExtraColumn, type TableInfo } from "./table_info.ts";
 export { describeValue } from "./values.ts";
 export { errorFromResponse, isWireErrorCode } from "./wire_errors.ts";
-export { hexToBase64 } from "./wire.ts";
+export { blobColumnsOf, hexToBase64 } from "./wire.ts";

@@ -29,6 +29,7 @@ import { CURSORS_TABLE_SQL } from "./cursors.ts";
 import { META_TABLE_SQL, readMeta, setMetaStatement, type StoredMeta } from "./meta.ts";
 import { OUTBOX_TABLE_SQL } from "./outbox.ts";
 import { REJECTED_TABLE_SQL } from "./rejected.ts";
+import { sql } from "./sql.ts";
 import {
   columnDefinitionSql,
   type ColumnInfo,
@@ -140,12 +141,12 @@ async function readStoredTables(
   adapter: SqlExecutor,
   names: readonly string[],
 ): Promise<Map<string, StoredColumn[]>> {
-  const { rows } = await adapter.execute({
-    sql: `SELECT m.name AS table_name, p.name AS name, p.type AS type, p."notnull" AS not_null ` +
-      `FROM sqlite_master m JOIN pragma_table_info(m.name) p ` +
-      `WHERE m.type = 'table' AND m.name IN (SELECT value FROM json_each(?)) ORDER BY m.name, p.cid`,
-    args: [JSON.stringify(names)],
-  });
+  const { rows } = await adapter.execute(
+    sql`SELECT m.name AS table_name, p.name AS name, p.type AS type, p."notnull" AS not_null
+      FROM sqlite_master m JOIN pragma_table_info(m.name) p
+      WHERE m.type = 'table' AND m.name IN (SELECT value FROM json_each(${JSON.stringify(names)}))
+      ORDER BY m.name, p.cid`,
+  );
   const tables = new Map<string, StoredColumn[]>();
   for (const row of rows as Record<string, SqlValue>[]) {
     const name = String(row.table_name);

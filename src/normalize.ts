@@ -89,15 +89,22 @@ export function encodeChange(info: TableInfo, change: PushChange): NormalizedRow
   if (!isHlc(change.version)) throw invalidVersion(info, change.id, change.version);
   const createdAt = change.createdAt ?? change.version;
   if (!isHlc(createdAt) || createdAt > change.version) throw invalidCreation(info, change.id);
+  if (typeof change.deleted !== "boolean") {
+    throw invalid(
+      info,
+      change.id,
+      `deleted must be a boolean, got ${describeValue(change.deleted)}`,
+    );
+  }
   const head: RowHead = {
     id: change.id,
     version: change.version,
     createdAt,
     deleted: change.deleted ? 1 : 0,
-    data: change.data,
+    data: wireData(info, change.id, change.data),
     columnVersions: change.columnVersions,
   };
-  return finish(info, head, encodeData(info, change.id, change.data, base64ToHex));
+  return finish(info, head, encodeData(info, change.id, head.data, base64ToHex));
 }
 
 function finish(info: TableInfo, head: RowHead, values: (SqlValue | undefined)[]): NormalizedRow {

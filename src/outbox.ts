@@ -16,10 +16,10 @@
  * statement, so version and data always match; for `lww: "column"` tables it
  * also carries the per-column versions.
  *
- * Reads come as an {@linkcode OutboxBatch}: the rows of one read, where the
+ * Reads come as an {@linkcode OutboxRead}: the rows of one read, where the
  * next read continues, and the statements that acknowledge them. Which
  * entries an acknowledgement removes depends on the read the rows came
- * from (see {@linkcode OutboxBatch.acknowledgeStatements}), so the batch
+ * from (see {@linkcode OutboxRead.acknowledgeStatements}), so the read
  * carries that knowledge itself.
  *
  * @module
@@ -29,7 +29,7 @@ import type { SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
 import { blobHexSql, realJsonSql } from "./json_rows.ts";
 import { setAsideStatements } from "./rejected.ts";
 import { COLUMN_VERSIONS } from "./schema.ts";
-import { sql } from "./sql.ts";
+import { empty, id, raw, sql } from "./sql.ts";
 import { decodeValue, quoteId, type TableInfo } from "./table_info.ts";
 import { isRowId, ROW_ID_RULE } from "./values.ts";
 import { fromHex } from "./wire.ts";
@@ -69,31 +69,30 @@ export const OUTBOX_TABLE_SQL: readonly string[] = [
   `CREATE INDEX IF NOT EXISTS _dirty_rows_version_idx ON _dirty_rows (version)`,
 ];
 
-const ON_CONFLICT = ` ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version`;
+// An entry moves forward to the version of the row's latest write.
+const onConflict = raw(`ON CONFLICT (table_name, row_id) DO UPDATE SET version = excluded.version`);
 
 /** Records (or moves forward) the outbox entries of rows just written. */
 export function recordStatement(
   table: string,
   entries: readonly { id: string; version: string }[],
 ): SqlStatement {
-  return {
-    sql: `INSERT INTO _dirty_rows (table_name, row_id, version) ` +
-      `SELECT ?, value ->> 0, value ->> 1 FROM json_each(?) WHERE true` + ON_CONFLICT,
-    args: [table, JSON.stringify(entries.map((entry) => [entry.id, entry.version]))],
-  };
+  const pairs = JSON.stringify(entries.map((entry) => [entry.id, entry.version]));
+  return sql`INSERT INTO _dirty_rows (table_name, row_id, version)
+    SELECT ${table}, value ->> 0, value ->> 1 FROM json_each(${pairs}) WHERE true ${onConflict}`;
 }
 
 /**
  * Records the entry of a row only if the statement just before it in the same
  * batch changed a row (an update or delete that found its target).
  */
-export function recordIfChangedStatement(table: string, id: string, version: string): SqlStatement {
-  return {
-    sql:
-      `INSERT INTO _dirty_rows (table_name, row_id, version) SELECT ?, ?, ? WHERE changes() > 0` +
-      ON_CONFLICT,
-    args: [table, id, version],
-  };
+export function recordIfChangedStatement(
+  table: string,
+  rowId: string,
+  version: string,
+): SqlStatement {
+  return sql`INSERT INTO _dirty_rows (table_name, row_id, version)
+    SELECT ${table}, ${rowId}, ${version} WHERE changes() > 0 ${onConflict}`;
 }
 
 /**
@@ -102,11 +101,8 @@ export function recordIfChangedStatement(table: string, id: string, version: str
  * that change lost, and sending it would only come back `stale`.
  */
 export function supersededStatement(info: TableInfo): SqlStatement {
-  return {
-    sql: `DELETE FROM _dirty_rows WHERE table_name = ? AND version < ` +
-      `(SELECT t.system_version FROM ${info.quoted} t WHERE t.system_id = _dirty_rows.row_id)`,
-    args: [info.name],
-  };
+  return sql`DELETE FROM _dirty_rows WHERE table_name = ${info.name} AND version <
+    (SELECT t.system_version FROM ${id(info.name)} t WHERE t.system_id = _dirty_rows.row_id)`;
 }
 
 /** Counts the outbox entries. */
@@ -123,7 +119,7 @@ export async function countDirtyRows(executor: SqlExecutor): Promise<number> {
 export type OutboxPosition = readonly [version: string, table: string, id: string];
 
 /** The rows of one outbox read, and how to acknowledge them. */
-export interface OutboxBatch {
+export interface OutboxRead {
   /** The changes read, oldest entry first. */
   readonly rows: DirtyRow[];
   /** The position of the last entry read: the next read continues after it. */
@@ -181,12 +177,12 @@ export function acknowledgeStatements(acks: readonly DirtyRowAck[]): SqlStatemen
  * harmless: a row carries its own current version with its data, and an entry
  * it moved is read again after this batch.
  */
-export async function readOutboxBatch(
+export async function readOutbox(
   executor: SqlExecutor,
   tables: ReadonlyMap<string, TableInfo>,
   limit: number,
   after?: OutboxPosition,
-): Promise<OutboxBatch> {
+): Promise<OutboxRead> {
   let from = after;
   for (;;) {
     const entries = await readEntries(executor, limit, from);
@@ -198,15 +194,15 @@ export async function readOutboxBatch(
     }
     // Empty only when the outbox has nothing more: a page whose entries all
     // turned out unsendable (and were set aside) is followed by the next.
-    if (positions.size > 0 || entries.length < limit) return outboxBatch(positions, entries.at(-1));
+    if (positions.size > 0 || entries.length < limit) return outboxRead(positions, entries.at(-1));
     from = entries.at(-1);
   }
 }
 
-function outboxBatch(
+function outboxRead(
   positions: ReadonlyMap<DirtyRowAck, OutboxPosition>,
   end: OutboxPosition | undefined,
-): OutboxBatch {
+): OutboxRead {
   const rows = [...positions.keys()] as DirtyRow[];
   return {
     rows,
@@ -224,13 +220,15 @@ async function readEntries(
   limit: number,
   from: OutboxPosition | undefined,
 ): Promise<OutboxPosition[]> {
-  const { rows: [head] } = await executor.execute({
-    sql: `SELECT json_group_array(json_array(version, table_name, row_id) ORDER BY version, ` +
-      `table_name, row_id) AS entries FROM (SELECT table_name, row_id, version FROM _dirty_rows` +
-      `${from === undefined ? "" : ` WHERE (version, table_name, row_id) > (?, ?, ?)`} ` +
-      `ORDER BY version, table_name, row_id LIMIT ?)`,
-    args: [...(from ?? []), limit],
-  });
+  const after = from === undefined
+    ? empty
+    : sql`WHERE (version, table_name, row_id) > (${from[0]}, ${from[1]}, ${from[2]})`;
+  const { rows: [head] } = await executor.execute(
+    sql`SELECT json_group_array(json_array(version, table_name, row_id)
+      ORDER BY version, table_name, row_id) AS entries
+      FROM (SELECT table_name, row_id, version FROM _dirty_rows ${after}
+        ORDER BY version, table_name, row_id LIMIT ${limit})`,
+  );
   return JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
 }
 
@@ -281,11 +279,10 @@ async function readTableRows(
   info: TableInfo,
   ids: readonly string[],
 ): Promise<Map<string, DirtyRow>> {
-  const { rows: [page] } = await executor.execute({
-    sql: `SELECT json_group_array(${dirtyRowJsonSql(info)}) AS rows FROM ${info.quoted} ` +
-      `WHERE system_id IN (SELECT value FROM json_each(?))`,
-    args: [JSON.stringify(ids)],
-  });
+  const { rows: [page] } = await executor.execute(
+    sql`SELECT json_group_array(${raw(dirtyRowJsonSql(info))}) AS rows FROM ${id(info.name)}
+      WHERE system_id IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`,
+  );
   const byId = new Map<string, DirtyRow>();
   for (const values of JSON.parse(String(page?.rows ?? "[]")) as unknown[][]) {
     const row = toDirtyRow(info, values);

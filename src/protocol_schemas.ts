@@ -7,7 +7,8 @@
  * row id rule, well-formed strings, JSON depth, base64) is checked by
  * `normalize.ts`, so one bad value rejects its own row only.
  *
- * Internal: the types they produce are the public ones of `protocol.ts`.
+ * `./http` and `./server` export them; the types they produce are the wire
+ * types of `protocol.ts`.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import * as v from "valibot";
 import { HLC_PATTERN, NODE_ID_PATTERN } from "./hlc.ts";
 import {
   CURSOR_PATTERN,
+  DEFAULT_MAX_CHANGES_PER_PUSH,
   DEFAULT_MAX_PULL_LIMIT,
   MAX_HELD_RANGES,
   type PullRequest,
@@ -27,26 +29,57 @@ import type { ColumnKind, Schema, TableDef } from "./schema.ts";
 import { describeTables, type TableInfo } from "./table_info.ts";
 import { describeValue } from "./values.ts";
 
+/**
+ * A valibot schema whose output is `T` (`GenericSchema` of the `valibot`
+ * package): pass it to `v.safeParse`. Named here, not re-exported: its
+ * documentation is valibot's.
+ *
+ * @internal
+ */
+type Valibot<T> = v.GenericSchema<unknown, T>;
+
+/**
+ * A valibot issue (`BaseIssue` of the `valibot` package), as `safeParse`
+ * reports it. Named here, not re-exported: its documentation is valibot's.
+ *
+ * @internal
+ */
+type ValibotIssue = v.BaseIssue<unknown>;
+
 /** The valibot schemas of a schema's requests and responses. */
 export interface ProtocolSchemas {
   /** `POST /push` body. */
-  readonly pushRequest: v.GenericSchema<unknown, PushRequest>;
+  readonly pushRequest: Valibot<PushRequest>;
   /** `POST /pull` body. */
-  readonly pullRequest: v.GenericSchema<unknown, PullRequest>;
+  readonly pullRequest: Valibot<PullRequest>;
   /** `POST /push` response. */
-  readonly pushResponse: v.GenericSchema<unknown, PushResponse>;
-  /** `POST /pull` response. */
-  readonly pullResponse: v.GenericSchema<unknown, PullResponse>;
+  readonly pushResponse: Valibot<PushResponse>;
+  /** `POST /pull` response, rows included (the client checks only its envelope). */
+  readonly pullResponse: Valibot<PullResponse>;
+}
+
+/** A pull response's envelope: pages whose rows are not checked yet. */
+export interface PullEnvelope {
+  /** Per table, a page. */
+  readonly changes: Readonly<
+    Record<string, {
+      readonly rows: readonly unknown[];
+      readonly cursor: string | null;
+      readonly hasMore: boolean;
+    }>
+  >;
+  /** The server's wall clock, ms since the epoch. */
+  readonly serverTime: number;
 }
 
 /** Limits the schemas enforce. */
 export interface ProtocolLimits {
   /**
-   * Changes per push; no limit when left out. The endpoint counts them
-   * before the schema runs (413, without walking the changes); give one here
-   * where the schema is the only check.
+   * Changes per push (default 1,000); `false` for none, where the count is
+   * checked before the schema runs (the endpoint answers 413 without walking
+   * the changes).
    */
-  readonly maxChangesPerPush?: number;
+  readonly maxChangesPerPush?: number | false;
   /** Rows per table per pull page (default 5,000). */
   readonly maxPullLimit?: number;
 }
@@ -56,7 +89,7 @@ const HLC = v.pipe(
   v.maxLength(100, "Expected an HLC version"),
   v.regex(HLC_PATTERN, "Expected an HLC version"),
 );
-// Row ids and values are typed here and checked row by row in `normalizeRow`
+// Row ids and values are typed here and checked row by row by `encodeChange`
 // (`values.ts`): a bad one rejects its own change, not the whole push.
 const ROW_ID = v.string();
 
@@ -145,13 +178,13 @@ export function createProtocolSchemas(
     v.pipe(v.string(), v.regex(CURSOR_PATTERN, "Expected a cursor from this server")),
   );
   const changes = v.array(changeSchema(synced));
-  const { maxChangesPerPush: maxChanges } = limits;
+  const maxChanges = limits.maxChangesPerPush ?? DEFAULT_MAX_CHANGES_PER_PUSH;
   return {
     pushRequest: v.strictObject({
       protocol: v.number(),
       nodeId: NODE_ID,
       schema: v.string(),
-      changes: maxChanges === undefined
+      changes: maxChanges === false
         ? changes
         : v.pipe(changes, v.maxLength(maxChanges, `At most ${maxChanges} changes per push`)),
     }) as unknown as v.GenericSchema<unknown, PushRequest>,
@@ -221,7 +254,9 @@ function changeSchema(synced: readonly TableInfo[]): v.GenericSchema {
   ) as unknown as v.GenericSchema;
 }
 
-// A whole pull response, rows included (what a third-party client or a test checks).
+// A whole pull response, rows included: the specification of what a server
+// answers (the protocol fuzzer checks every page with it). The client checks
+// only the envelope and leaves the rows to `applyServerChanges`.
 function pullResponseSchema(synced: readonly TableInfo[]): v.GenericSchema<unknown, PullResponse> {
   const pullRow = (info: TableInfo) =>
     v.object({
@@ -251,7 +286,7 @@ function pullResponseSchema(synced: readonly TableInfo[]): v.GenericSchema<unkno
  * client and may be megabytes long).
  */
 export function describeIssues(
-  issues: readonly v.BaseIssue<unknown>[],
+  issues: readonly ValibotIssue[],
 ): { path: string; message: string }[] {
   const short = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}…` : text);
   return issues.slice(0, 20).map((issue) => ({
@@ -278,16 +313,7 @@ export function describeIssues(
  * if (checked.success) await db.applyServerChanges(checked.output.changes);
  * ```
  */
-export function createPullEnvelopeSchema(): v.GenericSchema<unknown, {
-  readonly changes: Readonly<
-    Record<string, {
-      readonly rows: readonly unknown[];
-      readonly cursor: string | null;
-      readonly hasMore: boolean;
-    }>
-  >;
-  readonly serverTime: number;
-}> {
+export function createPullEnvelopeSchema(): Valibot<PullEnvelope> {
   const page = v.object({
     rows: v.array(v.unknown()),
     cursor: v.nullable(v.string()),

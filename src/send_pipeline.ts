@@ -27,8 +27,8 @@
  * ```ts
  * await sendOutbox({
  *   outbox: {
- *     read: (limit, after) => db.getDirtyRows({ limit, after }),
- *     acknowledge: (rows) => db.acknowledgeDirtyRows(rows),
+ *     read: (limit, after) => db.getOutboxBatch({ limit, after }),
+ *     acknowledge: (completions) => db.completeBatches(completions),
  *     reject: async (rejections) => {
  *       await db.rejectDirtyRows(rejections);
  *       return rejectedRowsOf(await db.getRejectedRows(), rejections);

@@ -55,9 +55,14 @@ export function sql(strings: TemplateStringsArray, ...parts: readonly SqlPart[])
   return new Sql(text, args);
 }
 
+/** Quotes an SQL identifier (a table or column name from the schema), as text. */
+export function quoteId(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 /** A quoted identifier (a table or column name from the schema). */
 export function id(name: string): Sql {
-  return new Sql(`"${name.replaceAll('"', '""')}"`, []);
+  return new Sql(quoteId(name), []);
 }
 
 /** SQL text the library built from the schema, with no arguments. Never for input. */

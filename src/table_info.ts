@@ -10,6 +10,7 @@
  */
 
 import type { SqlValue } from "./adapter.ts";
+import { quoteId } from "./sql.ts";
 import { SyncError } from "./errors.ts";
 import { isWellFormed, jsonValueProblem, MAX_JSON_LENGTH } from "./values.ts";
 import {
@@ -20,10 +21,7 @@ import {
   type TableDef,
 } from "./schema.ts";
 
-/** Quotes an SQL identifier. */
-export function quoteId(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
+export { quoteId } from "./sql.ts";
 
 /** A declared column, ready for SQL. */
 export interface ColumnInfo {

@@ -80,14 +80,19 @@ export type RejectionCode =
   | "row_missing"
   /** The server gave no code. */
   | "rejected";
+// (A newer server may send a code this list does not know yet: the client
+// keeps it as it is, and treats the change as rejected all the same.)
 
 /** The {@linkcode SyncErrorCode} a client reports for an error answer. */
 export function syncErrorCodeOf(status: number, code: unknown): SyncErrorCode {
   if (status === ERROR_STATUS.unauthorized || status === ERROR_STATUS.forbidden) {
     return "unauthorized";
   }
-  if (status === 409 && (code === "protocol_mismatch" || code === "schema_mismatch")) return code;
-  if (status === 409) return "protocol_mismatch";
+  const mismatch = ERROR_STATUS.protocol_mismatch;
+  if (status === mismatch && (code === "protocol_mismatch" || code === "schema_mismatch")) {
+    return code;
+  }
+  if (status === mismatch) return "protocol_mismatch";
   return "server_error";
 }
 

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { SqlStatement, SqlValue } from "./adapter.ts";
+import type { SqlStatement } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import type { HlcClock } from "./hlc.ts";
 import { uuidv7 } from "./ids.ts";
@@ -20,6 +20,7 @@ import { jsonSelectList, toJsonValue } from "./json_rows.ts";
 import { recordIfChangedStatement, recordStatement } from "./outbox.ts";
 import { COLUMN_VERSIONS, SYSTEM_COLUMNS } from "./schema.ts";
 import { decodeValue, encodeValue, quoteId, type TableInfo } from "./table_info.ts";
+import { empty, id, join, raw, type Sql, sql } from "./sql.ts";
 import { isRowId, ROW_ID_RULE } from "./values.ts";
 
 /** Rows per INSERT statement (bound as one JSON argument, see `json_rows.ts`). */
@@ -159,44 +160,35 @@ export function prepareUpdate(
     throw new TypeError(`Update of ${info.name} expects an object, got ${typeof patch}`);
   }
   assertKnownColumns(info, patch, NOTHING);
-  const sets: string[] = [];
-  const args: SqlValue[] = [];
+  const sets: Sql[] = [];
   const changed: string[] = [];
   for (const [name, value] of Object.entries(patch)) {
     if (value === undefined) continue;
     const column = info.byName.get(name)!;
     const encoded = encodeValue(info.name, name, column.kind, value);
     if (encoded === null && column.notNull) throw notNullError(info, name);
-    sets.push(`${column.quoted} = ?`);
-    args.push(encoded);
+    sets.push(sql`${id(name)} = ${encoded}`);
     changed.push(name);
   }
+  const table = id(info.name);
   if (!info.synced) {
     if (sets.length === 0) throw new TypeError(`Update of ${info.name} needs at least one column`);
-    return [{
-      sql: `UPDATE ${info.quoted} SET ${sets.join(", ")} WHERE ${quoteId(info.key)} = ? ` +
-        `RETURNING ${info.selectList}`,
-      args: [...args, key],
-    }];
+    return [
+      sql`UPDATE ${table} SET ${join(sets, ", ")} WHERE ${id(info.key)} = ${key}
+        RETURNING ${raw(info.selectList)}`,
+    ];
   }
   // Nothing to change: no new version, no outbox entry (a version that
   // changes no column would be stale everywhere else).
   if (changed.length === 0) return [];
   const version = hlc.now();
-  sets.push(`system_version = ?`);
-  args.push(version);
-  if (info.perColumn && changed.length > 0) {
-    sets.push(columnVersionsSet(changed));
-    for (const _ of changed) args.push(version);
-  }
-  const id = String(key);
+  sets.push(sql`system_version = ${version}`);
+  if (info.perColumn) sets.push(columnVersionsSet(changed, version));
+  const rowId = String(key);
   return [
-    {
-      sql: `UPDATE ${info.quoted} SET ${sets.join(", ")} WHERE system_id = ? AND is_deleted = 0 ` +
-        `RETURNING ${info.selectList}`,
-      args: [...args, id],
-    },
-    recordIfChangedStatement(info.name, id, version),
+    sql`UPDATE ${table} SET ${join(sets, ", ")} WHERE system_id = ${rowId} AND is_deleted = 0
+      RETURNING ${raw(info.selectList)}`,
+    recordIfChangedStatement(info.name, rowId, version),
   ];
 }
 
@@ -206,25 +198,23 @@ export function prepareDelete(
   key: string | number,
   hlc: HlcClock,
 ): SqlStatement[] {
-  if (!info.synced) {
-    return [{ sql: `DELETE FROM ${info.quoted} WHERE ${quoteId(info.key)} = ?`, args: [key] }];
-  }
+  const table = id(info.name);
+  if (!info.synced) return [sql`DELETE FROM ${table} WHERE ${id(info.key)} = ${key}`];
   const version = hlc.now();
-  const id = String(key);
-  const perColumn = info.perColumn ? `, ${columnVersionsSet(["is_deleted"])}` : "";
+  const rowId = String(key);
+  const perColumn = info.perColumn ? sql`, ${columnVersionsSet(["is_deleted"], version)}` : empty;
   return [
-    {
-      sql: `UPDATE ${info.quoted} SET is_deleted = 1, system_version = ?${perColumn} ` +
-        `WHERE system_id = ? AND is_deleted = 0`,
-      args: info.perColumn ? [version, version, id] : [version, id],
-    },
-    recordIfChangedStatement(info.name, id, version),
+    sql`UPDATE ${table} SET is_deleted = 1, system_version = ${version}${perColumn}
+      WHERE system_id = ${rowId} AND is_deleted = 0`,
+    recordIfChangedStatement(info.name, rowId, version),
   ];
 }
 
-function columnVersionsSet(columns: readonly string[]): string {
-  const paths = columns.map((name) => `'$.${name}', ?`).join(", ");
-  return `${quoteId(COLUMN_VERSIONS)} = json_set(${quoteId(COLUMN_VERSIONS)}, ${paths})`;
+// Sets the version of each of `columns` in the row's column-version map.
+function columnVersionsSet(columns: readonly string[], version: string): Sql {
+  const paths = columns.map((name) => sql`${raw(`'$.${name}'`)}, ${version}`);
+  const cv = id(COLUMN_VERSIONS);
+  return sql`${cv} = json_set(${cv}, ${join(paths, ", ")})`;
 }
 
 function assertKnownColumns(

@@ -190,6 +190,23 @@ test("an outbox batch continues after its own last entry and acknowledges only w
   await db.close();
 });
 
+test("a batch of another database is refused, and rows of a batch continue getDirtyRows exactly", async () => {
+  const db = await openMemory({ schema });
+  const other = await openMemory({ schema });
+  await db.insertMany("tasks", [{ title: "a" }, { title: "b" }, { title: "c" }]);
+  await other.insert("tasks", { title: "x" });
+  const foreign = await other.getOutboxBatch();
+  await assert.rejects(db.getOutboxBatch({ after: foreign }), TypeError);
+  await assert.rejects(db.completeBatches([{ batch: foreign }]), TypeError);
+  const first = await db.getOutboxBatch({ limit: 1 });
+  const rest = await db.getDirtyRows({ after: first.rows[0] });
+  assert.deepEqual(rest.map((row) => row.data.title), ["b", "c"]);
+  await db.acknowledgeDirtyRows([...first.rows, ...rest]);
+  assert.equal(await db.countDirtyRows(), 0);
+  await db.close();
+  await other.close();
+});
+
 test("getDirtyRows after a column-table row continues from its outbox entry, not its newer version", async () => {
   const clock = manualClock();
   const db = await openMemory({ schema, nodeId: "dev-a", now: clock.now });

@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
+import { HTTPException } from "hono/http-exception";
 import { createSyncServer, openServerDatabase, type ServerDatabase } from "../server/mod.ts";
 import { formatHlc } from "../src/hlc.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
@@ -249,6 +250,40 @@ test("app.request: authorize returning null is a 401, for push and pull alike", 
     assertError(await post(app, "/push", "{not json", {}), 401, "unauthorized");
     assert.equal((await app.request("/health")).status, 200, "health needs no credentials");
     assert.deepEqual((await database.pull({ tasks: null }, 10)).tasks!.rows, []);
+  } finally {
+    await database.close();
+  }
+});
+
+test("app.request: authorize throwing an HTTPException keeps its 401 or 403", async () => {
+  for (const [status, code] of [[401, "unauthorized"], [403, "forbidden"]] as const) {
+    const { app, database, now } = await openEndpoint(() => {
+      throw new HTTPException(status, { message: "No entry" });
+    });
+    const { push } = requests(app, now);
+    try {
+      assertError(await push([]), status, code);
+    } finally {
+      await database.close();
+    }
+  }
+});
+
+test("a direct push with a non-boolean deleted or non-object data rejects that change alone", async () => {
+  const { database, now } = await openEndpoint();
+  const version = formatHlc({ ms: now(), counter: 0, nodeId: "x" });
+  const good = { table: "tasks", id: "ok", version, deleted: false, data: { title: "t" } };
+  try {
+    const results = await database.push([
+      { ...good, id: "d", deleted: "yes" as unknown as boolean },
+      { ...good, id: "s", data: "title" as unknown as Record<string, unknown> },
+      good,
+    ]);
+    assert.deepEqual(results.map((r) => [r.id, r.status, r.code]), [
+      ["d", "rejected", "invalid_change"],
+      ["s", "rejected", "invalid_change"],
+      ["ok", "applied", undefined],
+    ]);
   } finally {
     await database.close();
   }

@@ -895,7 +895,7 @@ interface Pushed {
   readonly status: string;
 }
 
-/** Per column, the version a change writes it at (src/merge.ts `normalizeRow`). */
+/** Per column, the version a change writes it at (src/normalize.ts). */
 function columnVersionsOf(
   info: TableInfo,
   change: Record<string, unknown>,
