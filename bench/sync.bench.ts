@@ -390,9 +390,9 @@ interface E2eSample {
   readonly pushMs: number;
   /** Of which the server's `database.applyPush` (inside its requests). */
   readonly serverPushMs: number;
-  /** Client A reading its outbox (`getDirtyRows`), overlapping the pushes. */
+  /** Client A reading its outbox (`getOutboxBatch`), overlapping the pushes. */
   readonly readMs: number;
-  /** Client A acknowledging pushed changes (`acknowledgeDirtyRows`), overlapping the pushes. */
+  /** Client A acknowledging pushed changes (`completeBatches`), overlapping the pushes. */
   readonly ackMs: number;
   /** Client A's `onFetch` at the end of its sync: pages of changes of others (none). */
   readonly echoMs: number;
@@ -420,8 +420,8 @@ const CHECKSUM = `SELECT count(*) AS n, sum(done) AS done, sum(length(title)) AS
 // calls and transport time themselves.
 function timedManager(database: TasksDatabase, url: string) {
   const db = timeMethods(database, [
-    "getDirtyRows",
-    "acknowledgeDirtyRows",
+    "getOutboxBatch",
+    "completeBatches",
     "applyServerChanges",
   ]);
   const http = timeMethods(createHttpSync({ url, pullLimit: PULL_LIMIT, timeout: 120_000 }), [
@@ -496,8 +496,8 @@ async function e2eOnce(
     return {
       pushMs,
       serverPushMs: pushed.pushMs - before.pushMs,
-      readMs: sent.getDirtyRows.ms,
-      ackMs: sent.acknowledgeDirtyRows.ms,
+      readMs: sent.getOutboxBatch.ms,
+      ackMs: sent.completeBatches.ms,
       echoMs: sent.onFetch.ms,
       pushes: sent.onSend.calls,
       echoPages: sent.onFetch.calls,
