@@ -37,7 +37,7 @@ import { parseArgs } from "node:util";
 import { libsqlAdapter, type Schema } from "../src/internal.ts";
 import { createSyncServer, notFound } from "./app.ts";
 import { openServerDatabase } from "./database.ts";
-import { serve } from "./serve.ts";
+import { type RunningServer, serve } from "./serve.ts";
 
 const { values: flags } = parseArgs({
   args: process.argv.slice(2),
@@ -95,7 +95,7 @@ const authorize = tokens.size === 0 ? undefined : (c: Context) => {
 app.notFound(notFound);
 app.route("/", createSyncServer({ database, authorize }));
 
-const server = await serve(app.fetch, { hostname: host, port });
+const server = await listen();
 const runtime = server.runtime;
 console.log(
   `declarative-sync server on ${server.url} (${runtime}), database ${dbUrl}, schema ${schema.hash}`,
@@ -114,6 +114,39 @@ async function shutdown(signal: string) {
 }
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
+stopWithNpm();
+
+// Serves the app; a port taken by another process is one line and exit 1.
+async function listen(): Promise<RunningServer> {
+  try {
+    return await serve(app.fetch, { hostname: host, port });
+  } catch (error) {
+    if (!isAddressInUse(error)) throw error;
+    console.error(`Port ${port} on ${host} is already in use: stop what serves it, or pass --port`);
+    await database.close();
+    process.exit(1);
+  }
+}
+
+// EADDRINUSE on Node and Bun, Deno's AddrInUse.
+function isAddressInUse(error: unknown): boolean {
+  const { code, name, message } = (error ?? {}) as Record<string, unknown>;
+  return code === "EADDRINUSE" || name === "AddrInUse" ||
+    /address already in use/i.test(String(message));
+}
+
+// Under `npm start` a shell stands between npm and this process. When npm
+// is stopped (SIGTERM), it ends that shell, not this process, which would
+// go on serving, orphaned: so while npm runs the server, it stops once its
+// parent is gone.
+function stopWithNpm(): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) void shutdown("npm exited");
+  }, 500);
+  (watch as { unref?: () => void }).unref?.();
+}
 
 // Hono's logger prints a line as a request comes in (`<-- POST /push`) and
 // one as it is answered (`--> POST /push 200 12ms`, the status colored

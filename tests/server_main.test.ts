@@ -2,7 +2,7 @@
 // on an embedded libSQL file, stopped with SIGTERM.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -109,6 +109,92 @@ test("server/main.ts serves an embedded file behind bearer tokens and stops on S
     await reopened.close();
   } finally {
     child.kill("SIGKILL");
+    dir.cleanup();
+  }
+});
+
+// Starts `command args`, resolves with the URL the server prints and the child.
+function startChild(command: string, args: readonly string[]) {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const url = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no server URL in:\n${output}`)), 30_000);
+    child.stdout.on("data", () => {
+      const match = /server on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match === null) return;
+      clearTimeout(timer);
+      resolve(match[1]!);
+    });
+    exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited:\n${output}`));
+    });
+  });
+  url.catch(() => undefined);
+  return { child, url, exited, output: () => output };
+}
+
+// True once nothing answers at `url` (within `ms`).
+async function stopsAnswering(url: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      await fetch(`${url}/health`, { signal: AbortSignal.timeout(1_000) });
+    } catch {
+      return true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
+test("server/main.ts on a port already in use says so in one line and exits 1", async () => {
+  const dir = tempDir();
+  const [command, args] = runtimeArgs(main);
+  const first = startChild(command, [...args, "--db", join(dir.path, "a.db"), "--port", "0"]);
+  try {
+    const port = new URL(await first.url).port;
+    const second = startChild(command, [...args, "--db", join(dir.path, "b.db"), "--port", port]);
+    assert.equal(await second.exited, 1);
+    const lines = second.output().trim().split("\n");
+    assert.deepEqual(lines, [
+      `Port ${port} on 127.0.0.1 is already in use: stop what serves it, or pass --port`,
+    ]);
+  } finally {
+    first.child.kill("SIGTERM");
+    await first.exited;
+    dir.cleanup();
+  }
+});
+
+test("npm start stops serving when npm itself gets SIGTERM", async () => {
+  const dir = tempDir();
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const dbPath = join(dir.path, "sync.db");
+  const started = startChild(npm, [
+    "--prefix",
+    root,
+    "start",
+    "--",
+    "--db",
+    dbPath,
+    "--port",
+    "0",
+  ]);
+  try {
+    const url = await started.url;
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+    started.child.kill("SIGTERM"); // npm, not the server below the shell it runs
+    await started.exited;
+    assert.ok(await stopsAnswering(url, 10_000), "the server kept serving after npm stopped");
+  } finally {
+    started.child.kill("SIGKILL");
+    // Should the server outlive npm (the failure this test is for), end it here.
+    if (process.platform !== "win32") spawnSync("pkill", ["-f", dbPath]);
     dir.cleanup();
   }
 });
