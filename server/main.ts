@@ -19,9 +19,11 @@
  * principal is matched against scope columns). Without tokens every request
  * is served.
  *
- * Logs one line per request (Hono's `logger`). On SIGINT or SIGTERM it stops accepting
- * connections, answers the requests in flight — every acknowledged push is
- * already committed — closes the database and exits.
+ * Logs one line per request (Hono's `logger`). On SIGINT or SIGTERM it stops
+ * accepting connections, answers the requests in flight — every acknowledged
+ * push is already committed — closes the database and exits; under
+ * `npm start` it does the same when npm is stopped. A port already in use is
+ * one line on stderr and exit code 1.
  *
  * @module
  */
