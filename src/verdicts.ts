@@ -49,13 +49,13 @@ export interface Verdicts {
 }
 
 /** The code of a rejection whose verdict gave none. */
-export const DEFAULT_REJECTION_CODE: RejectionCode = "rejected";
+const DEFAULT_REJECTION_CODE: RejectionCode = "rejected";
 const DEFAULT_REJECTION_MESSAGE = "The server rejected the change";
 
 const KNOWN: ReadonlySet<string> = new Set(["applied", "stale", "rejected"]);
 
 /** Identifies a row across the outbox, the verdicts and `_sync_rejected`. */
-export function rowKey(row: { readonly table: string; readonly id: string }): string {
+function rowKey(row: { readonly table: string; readonly id: string }): string {
   return `${row.table}\u0000${row.id}`;
 }
 

@@ -84,7 +84,7 @@ export type RejectionCode =
 // keeps it as it is, and treats the change as rejected all the same.)
 
 /** The {@linkcode SyncErrorCode} a client reports for an error answer. */
-export function syncErrorCodeOf(status: number, code: unknown): SyncErrorCode {
+function syncErrorCodeOf(status: number, code: unknown): SyncErrorCode {
   if (status === ERROR_STATUS.unauthorized || status === ERROR_STATUS.forbidden) {
     return "unauthorized";
   }
