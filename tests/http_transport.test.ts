@@ -282,7 +282,8 @@ test("the pull envelope schema reads every own table key and passes pages throug
 test("onFetch refuses a malformed envelope as server_error and applies nothing", async () => {
   const db = await openMemory({ schema: syncSchema });
   try {
-    const row = { id: "r1", version: version(0), createdAt: version(0), deleted: false };
+    const stamp = version(0);
+    const row = { id: "r1", version: stamp, createdAt: stamp, deleted: false };
     let answer: unknown;
     const app = new Hono();
     app.post("/pull", (c) => c.json(answer));
@@ -316,7 +317,8 @@ test("onFetch applies a page of a table named constructor", async () => {
   });
   const db = await openMemory({ schema });
   try {
-    const row = { id: "r1", version: version(0), createdAt: version(0), deleted: false };
+    const stamp = version(0);
+    const row = { id: "r1", version: stamp, createdAt: stamp, deleted: false };
     const app = new Hono();
     app.post("/pull", (c) =>
       c.json({
