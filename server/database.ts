@@ -51,6 +51,14 @@ export type { Principal } from "./scope.ts";
 export interface ServerDatabaseOptions<T extends Record<string, TableDef>> {
   /** The SQL engine: `libsqlAdapter(createClient({ url }))`. */
   adapter: SqlAdapter;
+  /**
+   * Where pulls read, when not `adapter`: a replica of the same database
+   * (a sqld replica, a Turso read replica). A replica that lags behind
+   * answers fewer rows, never skips one: its rows and its newest sequence
+   * number come from one snapshot, and the primary commits in sequence
+   * order. Closed with the database.
+   */
+  readAdapter?: SqlAdapter;
   /** The same schema the clients declare. */
   schema: Schema<T>;
   /** How far (ms) a change's version may be ahead of server time. Default 60 s. */
@@ -125,9 +133,14 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const now = options.now ?? Date.now;
   const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
+  const reads = options.readAdapter ?? adapter;
   if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, sequenceExtension);
 
+  const close = async () => {
+    await adapter.close();
+    if (reads !== adapter) await reads.close();
+  };
   const push = (
     changes: readonly PushChange[],
     { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
@@ -136,7 +149,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
     options?: PullOptions,
-  ) => pullJson(adapter, tables, cursors, limit, options);
+  ) => pullJson(reads, tables, cursors, limit, options);
   return {
     schema,
     now,
@@ -144,8 +157,8 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     push: async (changes, options) => (await push(changes, options)).results,
     pullJson: pull,
     pull: async (cursors, limit, options) => JSON.parse(await pull(cursors, limit, options)),
-    close: () => adapter.close(),
-    [Symbol.asyncDispose]: () => adapter.close(),
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
