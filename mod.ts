@@ -31,7 +31,14 @@
  * @module
  */
 
-export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./src/adapter.ts";
+export type {
+  BatchMode,
+  SqlAdapter,
+  SqlExecutor,
+  SqlResult,
+  SqlStatement,
+  SqlValue,
+} from "./src/adapter.ts";
 export {
   type AllOptions,
   type BatchCompletion,

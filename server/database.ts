@@ -2,18 +2,23 @@
  * The server's database: the same tables, HLC rules and merge code as a
  * client replica, plus the change sequence that pull cursors are made of.
  *
- * A push is applied in one write transaction. Inside it, each accepted row
- * gets the next number of a sequence stored in `_sync_meta`; SQLite runs one
- * write transaction at a time per database, so sequence order is commit order,
- * also with several server instances on one database file. A pull returns the
+ * A push is applied in one write batch — one round trip to the database —
+ * shared with the pushes that arrive at this instance while a write runs
+ * (`group_commit.ts`). Inside it, each accepted row gets the next number of a
+ * sequence stored in `_sync_meta`, counted in SQL; SQLite runs one write
+ * transaction at a time per database, so sequence order is commit order, also
+ * with several server instances on one database file or one sqld primary. A
+ * pull page of every requested table is one read batch, which `readAdapter`
+ * (a replica) may serve. A pull returns the
  * rows whose sequence is greater than the cursor, in sequence order, so no page
  * boundary can skip or repeat a committed row, whatever the clients' clocks.
  *
  * Verdicts are described where they are made, in `push.ts`.
  *
  * This module composes the parts, each in its own module: the sequence column
- * and its migration (`sequence.ts`), the push (`push.ts`), the pull
- * (`pull.ts`) and the scope rules both follow (`scope.ts`).
+ * and its migration (`sequence.ts`), the push (`push.ts`) and its shared
+ * commits (`group_commit.ts`), the pull (`pull.ts`) and the scope rules both
+ * follow (`scope.ts`).
  *
  * @example
  * ```ts
@@ -40,6 +45,7 @@ import {
 } from "../src/internal.ts";
 import { pullJson, type PullOptions } from "./pull.ts";
 import { applyPush, type PushOutcome } from "./push.ts";
+import { createGroupCommit } from "./group_commit.ts";
 import type { Principal } from "./scope.ts";
 import { sequenceExtension } from "./sequence.ts";
 
@@ -134,6 +140,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
   const reads = options.readAdapter ?? adapter;
+  const writes = createGroupCommit(adapter);
   if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, sequenceExtension);
 
@@ -144,7 +151,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const push = (
     changes: readonly PushChange[],
     { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
-  ) => applyPush(adapter, tables, changes, { principal, maxDrift, serverTime: now() });
+  ) => applyPush(writes, adapter, tables, changes, { principal, maxDrift, serverTime: now() });
   const pull = (
     cursors: Readonly<Record<string, string | null>>,
     limit: number,

@@ -3,19 +3,23 @@
  * sequence number (`sequence.ts`) is greater than the table's cursor, in
  * sequence order, as the JSON text of the response's `changes`.
  *
- * A page is one query after one for the newest number. SQLite writes the
- * page as JSON text in one value: no per-row work in JavaScript, and the
+ * A page is one statement, and the pages of all requested tables go in one
+ * read batch: one round trip to the database, one snapshot. SQLite writes
+ * the page as JSON text in one value: no per-row work in JavaScript, and the
  * text goes into the response as it is (only blobs, which SQLite writes as
  * hex, are turned into the wire's base64 on the way). A page holds at most
  * `limit` rows and ends early, with `hasMore`, at the row that fills the
  * response's byte budget — found from the stored sizes of the values,
  * without reading them — yet carries at least one row while budget remains.
- * Tables share one budget, in request order: a table the budget no longer
- * reaches answers `hasMore` with no rows and its cursor unchanged.
+ * Tables share one budget, in request order: a table whose page no longer
+ * fits in what the tables before it left answers `hasMore` with no rows and
+ * its cursor unchanged (its page comes with the next pull).
  *
- * The newest number is read first: numbers are assigned under the write
- * lock, so every row up to it is committed and no page boundary can skip
- * or repeat one, whatever the clients' clocks. A scoped table shows a
+ * Each page is bounded by the newest number in the asker's scope, read in
+ * the same snapshot: numbers are assigned under the write lock, so every
+ * row up to it is committed and no page boundary can skip or repeat one,
+ * whatever the clients' clocks; a replica that lags behind answers a
+ * shorter page, never a gap. A scoped table shows a
  * principal only its rows (`scope.ts`). Rows the asker holds as they are
  * (the state its own push wrote: `PullRequest.held`) are left out, while
  * the cursor moves past them; a column table's row may merge other
@@ -47,6 +51,7 @@ import {
   type Sql,
   sql,
   type SqlExecutor,
+  type SqlValue,
   SyncError,
   type TableInfo,
 } from "../src/internal.ts";
@@ -77,7 +82,9 @@ export const DEFAULT_MAX_PULL_BYTES = 4 * 1024 * 1024;
 const ROW_OVERHEAD_BYTES = 160;
 
 /**
- * The pages of `cursors`' tables, as the JSON text of `PullResponse.changes`.
+ * The pages of `cursors`' tables, as the JSON text of `PullResponse.changes`:
+ * one statement per table, all in one read batch — one round trip, one
+ * snapshot.
  *
  * @throws {RangeError} when `limit` is not a positive integer.
  * @throws {SyncError} `unknown_table` for a table that is not synced,
@@ -93,24 +100,32 @@ export async function pullJson(
   if (!Number.isSafeInteger(limit) || limit < 1) {
     throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
   }
-  const parts: string[] = [];
-  let budget = options.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
-  for (const [table, cursor] of Object.entries(cursors)) {
+  const budget = options.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
+  const asked = Object.entries(cursors).map(([table, cursor]) => {
     const info = tables.get(table);
     if (info === undefined || !info.synced) {
       throw new SyncError("unknown_table", `Unknown synced table ${table}`, {
         details: { table },
       });
     }
-    const { principal, held } = options;
-    const page = await pullTable(executor, info, cursor, { limit, budget, principal, held });
-    budget -= page.rowsJson.length;
-    parts.push(
-      `${JSON.stringify(table)}:{"rows":${page.rowsJson},"cursor":${
-        JSON.stringify(page.cursor)
-      },"hasMore":${page.hasMore}}`,
-    );
-  }
+    return { info, cursor, after: cursorNumber(info, cursor) };
+  });
+  if (asked.length === 0) return "{}";
+  const statements = asked.map(({ info, after }) =>
+    pageSql(info, after, { limit, budget, principal: options.principal, held: options.held })
+  );
+  const answers = statements.length === 1
+    ? [await executor.execute(statements[0]!)]
+    : await executor.batch(statements, "read");
+  // The bytes of rows the pages before carry.
+  let used = 0;
+  const parts = asked.map(({ info, cursor, after }, i) => {
+    const page = pageOf(info, cursor, after, answers[i]!.rows[0], { used, budget });
+    if (page.rowsJson !== "[]") used += page.rowsJson.length;
+    return `${JSON.stringify(info.name)}:{"rows":${page.rowsJson},"cursor":${
+      JSON.stringify(page.cursor)
+    },"hasMore":${page.hasMore}}`;
+  });
   return `{${parts.join(",")}}`;
 }
 
@@ -124,50 +139,40 @@ interface PageJson {
 // What one table's page is cut to.
 interface PageBounds {
   readonly limit: number;
-  // The bytes the response may still carry.
+  // The bytes the response may carry.
   readonly budget: number;
   readonly principal?: Principal;
   readonly held?: readonly HeldRange[];
 }
 
-// One table's page: the rows after `cursor`, at most `limit` of them and
-// about `budget` bytes of them, yet at least one whenever any is left and
-// budget remains.
-async function pullTable(
-  executor: SqlExecutor,
+// The page a table's statement answered. Each table's page was cut to the
+// whole budget; one that no longer fits beside the rows of the pages before
+// it is not sent: it answers `hasMore` with no rows and its cursor
+// unchanged, and comes with the next pull.
+function pageOf(
   info: TableInfo,
   cursor: string | null,
-  { limit, budget, principal, held }: PageBounds,
-): Promise<PageJson> {
-  const after = cursorNumber(info, cursor);
-  const scope = scopeFilter(info, principal);
-  const newest = await newestSequence(executor, info, scope);
+  after: number,
+  answer: Record<string, SqlValue> | undefined,
+  { used, budget }: { readonly used: number; readonly budget: number },
+): PageJson {
+  const newest = answer?.newest === null || answer?.newest === undefined
+    ? undefined
+    : Number(answer.newest);
   if (newest === undefined || newest <= after) {
     return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: false };
   }
-  if (budget <= 0) return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: true };
-
-  const own = ownRowsFilter(info, held);
-  // The rows after `from`, up to the newest, that the asker may see and lacks.
-  const rowsAfter = (from: number) => sql`${seq} > ${from} AND ${seq} <= ${newest}${scope}${own}`;
-  const { rows: [page] } = await executor.execute(
-    pageSql(info, rowsAfter(after), { limit, budget, newest }),
-  );
-  const last = Number(page?.last ?? newest);
-  // `newest` is a row in scope: a page that stopped before it leaves more,
-  // unless all that is left is the asker's own.
-  let hasMore = last < newest;
-  if (hasMore && own !== empty) {
-    const { rows: [more] } = await executor.execute(
-      sql`SELECT EXISTS (SELECT 1 FROM ${id(info.name)} WHERE ${rowsAfter(last)}) AS more`,
-    );
-    hasMore = Number(more?.more) === 1;
+  const rowsJson = blobsToBase64(info, String(answer?.rows ?? "[]"));
+  // The first page that carries rows goes whatever its size (it was cut to
+  // the budget); later ones only if they fit in what is left.
+  if (used > 0 && used + rowsJson.length > budget) {
+    return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: true };
   }
-  return {
-    rowsJson: blobsToBase64(info, String(page?.rows ?? "[]")),
-    cursor: hasMore ? String(last) : String(newest),
-    hasMore,
-  };
+  const last = Number(answer?.last ?? newest);
+  // `newest` is a row in scope: a page that stopped before it leaves more,
+  // unless all that is left is the asker's own (`more` says).
+  const hasMore = last < newest && Number(answer?.more ?? 1) === 1;
+  return { rowsJson, cursor: hasMore ? String(last) : String(newest), hasMore };
 }
 
 // The sequence number a cursor stands for (a `null` cursor: before the first).
@@ -192,44 +197,45 @@ function ownRowsFilter(info: TableInfo, held: readonly HeldRange[] | undefined):
     WHERE ${seq} BETWEEN h.value ->> 0 AND h.value ->> 1)`;
 }
 
-// The newest sequence number of the rows in `scope`, if any.
-async function newestSequence(
-  executor: SqlExecutor,
-  info: TableInfo,
-  scope: Sql,
-): Promise<number | undefined> {
-  const { rows: [top] } = await executor.execute(
-    sql`SELECT max(${seq}) AS top FROM ${id(info.name)} WHERE 1 = 1${scope}`,
-  );
-  return top?.top === null || top?.top === undefined ? undefined : Number(top.top);
-}
-
 /**
- * The page query: the rows of `rows` in sequence order, at most `limit`,
- * ending at the row that reaches `budget` bytes (or at `newest` when none
- * does), as one JSON array with their count and last sequence number.
+ * The page statement of one table: the newest sequence number in the
+ * asker's scope, and the rows after `after` up to it that the asker may see
+ * and lacks, in sequence order, at most `limit`, ending at the row that
+ * reaches `budget` bytes — as one JSON array with their count, their last
+ * sequence number, and whether rows are left after them (`more`).
  *
- * The inner query walks the sequence index and stops after `limit` rows, or
- * at the row the running sum of stored sizes finds. The aggregate has no
- * ORDER BY of its own: a page's rows are distinct and may come in any order
- * (its cursor is its largest sequence), and an ordered aggregate sorts its
- * values, which drops their JSON subtype, so every row object would have to
- * be parsed again.
+ * The newest number bounds the page: numbers are assigned under the write
+ * lock and the statement reads one snapshot, so every row up to it is
+ * committed and no page boundary can skip or repeat one. The inner query
+ * walks the sequence index and stops after `limit` rows, or at the row the
+ * running sum of stored sizes finds. The aggregate has no ORDER BY of its
+ * own: a page's rows are distinct and may come in any order (its cursor is
+ * its largest sequence), and an ordered aggregate sorts its values, which
+ * drops their JSON subtype, so every row object would have to be parsed
+ * again.
  */
-function pageSql(
-  info: TableInfo,
-  rows: Sql,
-  { limit, budget, newest }: { limit: number; budget: number; newest: number },
-): Sql {
+function pageSql(info: TableInfo, after: number, bounds: PageBounds): Sql {
   const { rowJson, size } = shapeOf(info);
+  const { limit, budget } = bounds;
   const table = id(info.name);
+  const scope = scopeFilter(info, bounds.principal);
+  const own = ownRowsFilter(info, bounds.held);
+  const newest = sql`(SELECT newest FROM top)`;
+  // The rows after `from`, up to the newest, that the asker may see and lacks.
+  const rowsAfter = (from: Sql) => sql`${seq} > ${from} AND ${seq} <= ${newest}${scope}${own}`;
   const end = sql`SELECT ${seq} FROM (SELECT ${seq}, sum(${size}) OVER
     (ORDER BY ${seq} ROWS UNBOUNDED PRECEDING) AS running FROM ${table}
-    WHERE ${rows} ORDER BY ${seq} LIMIT ${limit}) WHERE running >= ${budget}
+    WHERE ${rowsAfter(sql`${after}`)} ORDER BY ${seq} LIMIT ${limit}) WHERE running >= ${budget}
     ORDER BY ${seq} LIMIT 1`;
-  return sql`SELECT json_group_array(${rowJson}) AS rows, count(*) AS total,
-    max(${seq}) AS last FROM (SELECT * FROM ${table} WHERE ${rows}
-    AND ${seq} <= coalesce((${end}), ${newest}) ORDER BY ${seq} LIMIT ${limit})`;
+  // Only the asker's own rows can make a short page the last one.
+  const more = own === empty
+    ? sql`1`
+    : sql`EXISTS (SELECT 1 FROM ${table} WHERE ${rowsAfter(sql`coalesce(page.last, ${newest})`)})`;
+  return sql`WITH top AS (SELECT max(${seq}) AS newest FROM ${table} WHERE 1 = 1${scope}),
+    page AS (SELECT json_group_array(${rowJson}) AS rows, count(*) AS total, max(${seq}) AS last
+      FROM (SELECT * FROM ${table} WHERE ${rowsAfter(sql`${after}`)}
+        AND ${seq} <= coalesce((${end}), ${newest}) ORDER BY ${seq} LIMIT ${limit}))
+    SELECT ${newest} AS newest, page.rows, page.total, page.last, ${more} AS more FROM page`;
 }
 
 // The parts of a table's page query, and its blob columns (built once per table).

@@ -1,33 +1,36 @@
 /**
  * A push on the server: a verdict per change, and the accepted changes
- * written in one write transaction, each numbered from the change sequence
- * (`sequence.ts`).
+ * written in one batch — one database round trip — each numbered from the
+ * change sequence (`sequence.ts`) inside SQL.
  *
  * First every change is judged on its own, before any SQL: an unknown table,
  * a value that breaks a row rule (`encodeChange`: the valibot schemas at the
  * door checked the rest), a version more than `maxDrift` ahead of server
  * time (`clock_drift`) or a row outside the principal's scope (`forbidden`)
- * is rejected alone. Then, inside the transaction, per table: rows stored
- * under another scope are rejected (`forbidden`, one query), and the rest go
- * out as multi-row UPSERTs, at most {@linkcode ROWS_PER_STATEMENT} rows each,
- * whose conflict clause decides `applied` or `stale`. Each row written gets
- * a new number, so a change was applied exactly when its row holds its
- * number afterwards. When the database refuses a statement (a constraint
- * the operator added), its rows are written one by one so that only the
- * offending ones are rejected (`constraint`).
+ * is rejected alone. Then one batch, shared with the pushes that arrive
+ * meanwhile (`group_commit.ts`), holds per table: the query for rows stored
+ * under another scope (`forbidden`), and multi-row UPSERTs of at most
+ * {@linkcode ROWS_PER_STATEMENT} rows, each numbering its rows from the
+ * stored sequence and returning the rows it applied, and each followed by
+ * the statement that moves the sequence on. The conflict clause decides
+ * `applied` or `stale`, and never writes a row stored under another scope.
+ * When the database refuses the batch (a constraint the operator added), the
+ * push runs again in a transaction, statement by statement, and a refused
+ * statement's rows are written one by one so that only the offending ones
+ * are rejected (`constraint`).
  *
- * A row changed twice in one push is written in two rounds, each judged
- * right after its own statement: the later change must not make the earlier
- * one look stale (on a column table both can keep columns).
+ * A row changed twice in one push is written in two rounds, each judged by
+ * its own statement: the later change must not make the earlier one look
+ * stale (on a column table both can keep columns).
  *
- * Numbers given to stale changes are held by no row: the next push may use
- * them again, and a push that applied nothing leaves the sequence where it
- * was. The numbers the rows hold at the end are answered as ranges
- * (`PushResponse.held`).
+ * The numbers the applied rows got are answered as one range
+ * (`PushResponse.held`): the push's statements run one after another, so no
+ * number in it belongs to another push.
  *
  * @example
  * ```ts
- * const { results, held } = await applyPush(adapter, tables, request.changes, {
+ * const writes = createGroupCommit(adapter);
+ * const { results, held } = await applyPush(writes, adapter, tables, request.changes, {
  *   principal,
  *   maxDrift: 60_000,
  *   serverTime: Date.now(),
@@ -42,28 +45,30 @@ import {
   encodeChange,
   groupByColumns,
   type HeldRange,
-  id,
   type NormalizedRow,
   parseHlc,
   type PushChange,
   type PushResult,
   type RejectionCode,
-  sql,
   type SqlAdapter,
   type SqlExecutor,
+  type SqlResult,
+  type SqlStatement,
   SyncError,
   type SyncErrorCode,
   type TableInfo,
   upsertStatement,
 } from "../src/internal.ts";
+import type { GroupCommit } from "./group_commit.ts";
 import {
   enforcedScope,
   othersRowMessage,
+  othersStatement,
   type Principal,
   rowsOfOthers,
   scopeViolation,
 } from "./scope.ts";
-import { readSequence, seq, SEQUENCE_COLUMN, storeSequenceStatement } from "./sequence.ts";
+import { advanceSequenceStatement, SEQUENCE_BASE, SEQUENCE_COLUMN } from "./sequence.ts";
 
 /** What a push did: {@linkcode applyPush}'s answer. */
 export interface PushOutcome {
@@ -104,23 +109,37 @@ interface Accepted {
   readonly row: NormalizedRow;
 }
 
-// What the write phase of one push keeps as it goes.
-interface PushState {
-  readonly principal: Principal | undefined;
-  readonly results: PushResult[];
-  // Per table and row, the number of the last change applied to it: what it holds now.
-  readonly held: Map<TableInfo, Map<string, number>>;
-  // The last number given out.
-  sequence: number;
-  // The highest number a row holds.
-  highest: number;
+// One UPSERT of the push: its rows, and where its statement sits in the plan.
+interface Chunk {
+  readonly info: TableInfo;
+  readonly columns: readonly ColumnInfo[];
+  readonly members: readonly Accepted[];
+  readonly scoped: boolean;
+  // The index of its UPSERT in `PushPlan.statements`; the sequence's advance follows it.
+  readonly statement: number;
+}
+
+// The statements of one push, and what each answers.
+interface PushPlan {
+  readonly statements: SqlStatement[];
+  // Per table with an enforced scope: where its query for others' rows sits.
+  readonly others: {
+    readonly info: TableInfo;
+    readonly list: readonly Accepted[];
+    readonly statement: number;
+  }[];
+  readonly chunks: Chunk[];
 }
 
 /**
  * Applies `changes` (already checked by the protocol schemas): one verdict
- * per change, and the accepted ones written in one transaction.
+ * per change, and the accepted ones written in one batch through `writes`
+ * (`group_commit.ts`). When the database refuses the batch with a
+ * constraint, the push is applied again in a transaction of `adapter`,
+ * statement by statement, so that only the offending rows are rejected.
  */
 export async function applyPush(
+  writes: GroupCommit,
   adapter: SqlAdapter,
   tables: ReadonlyMap<string, TableInfo>,
   changes: readonly PushChange[],
@@ -138,16 +157,16 @@ export async function applyPush(
     list.push({ index, row: verdict.row });
     accepted.set(verdict.info, list);
   });
-  const state: PushState = {
-    principal: context.principal,
-    results,
-    held: new Map(),
-    sequence: 0,
-    highest: 0,
-  };
-  if (accepted.size > 0) await adapter.transaction((tx) => writeAccepted(tx, accepted, state));
-  const numbers = [...state.held.values()].flatMap((rows) => [...rows.values()]);
-  return { results, held: toRanges(numbers) };
+  if (accepted.size === 0) return { results, held: [] };
+  const plan = planPush(accepted, context.principal);
+  let answers: readonly SqlResult[];
+  try {
+    answers = await writes.write(plan.statements, changes.length);
+  } catch (error) {
+    if (!isConstraint(error)) throw error;
+    answers = await adapter.transaction((tx) => applyOneByOne(tx, plan, results));
+  }
+  return { results, held: settle(plan, answers, results) };
 }
 
 // The verdict on one change before any SQL: a rejection, or its row to write.
@@ -183,124 +202,128 @@ function rejected(table: string, id: string, code: RejectionCode, message: strin
   return { table, id, status: "rejected", code, message };
 }
 
-// The write phase, inside the push's transaction: numbers from the stored
-// sequence on, stored back when a row kept a new one.
-async function writeAccepted(
-  tx: SqlExecutor,
+// The statements of a push: per table, the query for rows stored under
+// another scope, then per round and column set the UPSERTs of at most
+// ROWS_PER_STATEMENT rows, each followed by the sequence's advance.
+function planPush(
   accepted: ReadonlyMap<TableInfo, readonly Accepted[]>,
-  state: PushState,
-): Promise<void> {
-  const first = await readSequence(tx);
-  state.sequence = state.highest = first;
+  principal: Principal | undefined,
+): PushPlan {
+  const plan: PushPlan = { statements: [], others: [], chunks: [] };
   for (const [info, list] of accepted) {
-    const foreign = await rowsOfOthers(tx, info, list.map((a) => a.row.id), state.principal);
-    const allowed = list.filter((item, position) => {
-      if (!foreign.has(position)) return true;
-      state.results[item.index] = rejected(
-        info.name,
-        item.row.id,
-        "forbidden",
-        othersRowMessage(info, item.row.id),
-      );
-      return false;
-    });
-    for (const round of byOccurrence(allowed)) await writeRound(tx, info, round, state);
-  }
-  if (state.highest > first) await tx.execute(storeSequenceStatement(state.highest));
-}
-
-// One round (at most one change per row): per column set, UPSERTs of at
-// most ROWS_PER_STATEMENT rows, each numbered and judged by what it applied.
-async function writeRound(
-  tx: SqlExecutor,
-  info: TableInfo,
-  round: readonly Accepted[],
-  state: PushState,
-): Promise<void> {
-  const byRow = new Map(round.map((a) => [a.row, a]));
-  const scoped = enforcedScope(info, state.principal) !== undefined;
-  for (const group of groupByColumns(info, round.map((a) => a.row))) {
-    const members = group.rows.map((row) => byRow.get(row)!);
-    for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
-      const slice = members.slice(start, start + ROWS_PER_STATEMENT);
-      const numbers = slice.map(() => ++state.sequence);
-      const chunk: Chunk = { info, columns: group.columns, members: slice, numbers, scoped };
-      const applied = await upsertChunk(tx, chunk, state.results);
-      recordVerdicts(chunk, applied, state);
+    const others = othersStatement(info, list.map((a) => a.row.id), principal);
+    if (others !== undefined) {
+      plan.others.push({ info, list, statement: plan.statements.length });
+      plan.statements.push(others);
+    }
+    const scoped = enforcedScope(info, principal) !== undefined;
+    for (const round of byOccurrence(list)) {
+      const byRow = new Map(round.map((a) => [a.row, a]));
+      for (const group of groupByColumns(info, round.map((a) => a.row))) {
+        const members = group.rows.map((row) => byRow.get(row)!);
+        for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
+          const slice = members.slice(start, start + ROWS_PER_STATEMENT);
+          const chunk = { info, columns: group.columns, members: slice, scoped };
+          plan.chunks.push({ ...chunk, statement: plan.statements.length });
+          plan.statements.push(upsertOf(chunk), advanceSequenceStatement(slice.length));
+        }
+      }
     }
   }
+  return plan;
 }
 
-// One UPSERT's rows, with the numbers they are given.
-interface Chunk {
-  readonly info: TableInfo;
-  readonly columns: readonly ColumnInfo[];
-  readonly members: readonly Accepted[];
-  readonly numbers: readonly number[];
-  readonly scoped: boolean;
-}
-
-// `applied` or `stale` for each change of `chunk` not rejected already, and
-// the number each applied row now holds.
-function recordVerdicts(chunk: Chunk, applied: ReadonlySet<number>, state: PushState): void {
-  const { info } = chunk;
-  chunk.members.forEach(({ index, row }, i) => {
-    const number = chunk.numbers[i]!;
-    const held = applied.has(number);
-    if (held) {
-      let rows = state.held.get(info);
-      if (rows === undefined) state.held.set(info, rows = new Map());
-      rows.set(row.id, number);
-      if (number > state.highest) state.highest = number;
-    }
-    state.results[index] ??= { table: info.name, id: row.id, status: held ? "applied" : "stale" };
+function upsertOf(chunk: Omit<Chunk, "statement">): SqlStatement {
+  return upsertStatement(chunk.info, chunk.columns, chunk.members.map((a) => a.row), {
+    stamp: { column: SEQUENCE_COLUMN, base: SEQUENCE_BASE },
+    scoped: chunk.scoped,
   });
 }
 
-// Runs the chunk's UPSERT; when the database refuses it (a constraint),
-// retries the rows one by one so that only the offending rows are rejected.
-// Returns the sequence numbers the rows hold afterwards: the numbers are
-// new, so a change was applied exactly when its own number is held (a later
-// change to the same row in the same push takes the row, and the number, over).
-async function upsertChunk(
+// The verdicts the answers of `plan` give, into `results` (rejections made
+// before stay), and the numbers the push's rows were given, as one range:
+// the push's statements run one after another, so every number between its
+// first and its last applied row is its own (the stale ones are held by no row).
+function settle(plan: PushPlan, answers: readonly SqlResult[], results: PushResult[]): HeldRange[] {
+  for (const { info, list, statement } of plan.others) {
+    for (const position of rowsOfOthers(answers[statement]!)) {
+      const { index, row } = list[position]!;
+      results[index] = rejected(info.name, row.id, "forbidden", othersRowMessage(info, row.id));
+    }
+  }
+  let first = Infinity;
+  let last = -Infinity;
+  for (const { info, members, statement } of plan.chunks) {
+    const applied = new Map<string, number>();
+    for (const row of answers[statement]!.rows) {
+      applied.set(String(row.system_id), Number(row[SEQUENCE_COLUMN]));
+    }
+    for (const { index, row } of members) {
+      const number = applied.get(row.id);
+      if (number !== undefined) {
+        first = Math.min(first, number);
+        last = Math.max(last, number);
+      }
+      results[index] ??= {
+        table: info.name,
+        id: row.id,
+        status: number === undefined ? "stale" : "applied",
+      };
+    }
+  }
+  return first <= last ? [[first, last]] : [];
+}
+
+// The plan run statement by statement inside `tx`: a chunk the database
+// refuses is written row by row, and only the rows it refuses are rejected
+// (`constraint`). Answers as the batch would have, one per statement.
+async function applyOneByOne(
+  tx: SqlExecutor,
+  plan: PushPlan,
+  results: PushResult[],
+): Promise<SqlResult[]> {
+  const answers: SqlResult[] = [];
+  const chunkAt = new Map(plan.chunks.map((chunk) => [chunk.statement, chunk]));
+  for (let i = 0; i < plan.statements.length; i++) {
+    const chunk = chunkAt.get(i);
+    if (chunk === undefined) {
+      answers.push(await tx.execute(plan.statements[i]!));
+      continue;
+    }
+    answers.push(await upsertRowByRow(tx, chunk, results), { rows: [], rowsAffected: 0 });
+    i++; // the chunk's advance of the sequence ran with each row
+  }
+  return answers;
+}
+
+// A chunk as one statement, or row by row when the database refuses it.
+async function upsertRowByRow(
   tx: SqlExecutor,
   chunk: Chunk,
   results: PushResult[],
-): Promise<Set<number>> {
-  const { info, members, numbers } = chunk;
-  const upsert = (rows: readonly Accepted[], stamped: readonly number[]) =>
-    tx.execute(upsertStatement(info, chunk.columns, rows.map((a) => a.row), {
-      stamp: { column: SEQUENCE_COLUMN, numbers: stamped },
-      scoped: chunk.scoped,
-    }));
-  // The chunk's numbers that rows hold: one query, answered as one JSON value.
-  const held = async () => {
-    const { rows: [found] } = await tx.execute(
-      sql`SELECT json_group_array(${seq}) AS numbers FROM ${id(info.name)}
-        WHERE ${seq} BETWEEN ${numbers[0]!} AND ${numbers.at(-1)!}`,
-    );
-    return new Set(JSON.parse(String(found?.numbers ?? "[]")) as number[]);
+): Promise<SqlResult> {
+  const write = async (members: readonly Accepted[]) => {
+    const [answer] = await tx.batch([
+      upsertOf({ ...chunk, members }),
+      advanceSequenceStatement(members.length),
+    ]);
+    return answer!;
   };
   try {
-    const { rowsAffected } = await upsert(members, numbers);
-    if (rowsAffected === 0) return new Set();
-    // Distinct rows each count once, so all of them were applied.
-    const distinct = new Set(members.map((a) => a.row.id)).size === members.length;
-    if (rowsAffected === members.length && distinct) return new Set(numbers);
-    return await held();
+    return await write(chunk.members);
   } catch (error) {
     if (!isConstraint(error)) throw error;
   }
-  for (let i = 0; i < members.length; i++) {
-    const { index, row } = members[i]!;
+  const rows: SqlResult["rows"] = [];
+  for (const member of chunk.members) {
     try {
-      await upsert([members[i]!], [numbers[i]!]);
+      rows.push(...(await write([member])).rows);
     } catch (error) {
       if (!isConstraint(error)) throw error;
-      results[index] = rejected(info.name, row.id, "constraint", error.message);
+      results[member.index] = rejected(chunk.info.name, member.row.id, "constraint", error.message);
     }
   }
-  return await held();
+  return { rows, rowsAffected: rows.length };
 }
 
 function isConstraint(error: unknown): error is SyncError {
@@ -318,16 +341,4 @@ function byOccurrence(list: readonly Accepted[]): Accepted[][] {
     (rounds[occurrence] ??= []).push(item);
   }
   return rounds;
-}
-
-// Numbers as the fewest ranges covering exactly them.
-function toRanges(numbers: number[]): HeldRange[] {
-  numbers.sort((a, b) => a - b);
-  const ranges: [number, number][] = [];
-  for (const n of numbers) {
-    const last = ranges.at(-1);
-    if (last !== undefined && n === last[1] + 1) last[1] = n;
-    else if (last === undefined || n > last[1]) ranges.push([n, n]);
-  }
-  return ranges;
 }

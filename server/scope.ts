@@ -12,7 +12,8 @@
  * @example
  * ```ts
  * const message = scopeViolation(info, row, principal); // undefined when the row is the principal's
- * const foreign = await rowsOfOthers(tx, info, ["a", "b"], principal); // positions: Set { 1 }
+ * const [result] = await adapter.batch([othersStatement(info, ["a", "b"], principal)!]);
+ * const foreign = rowsOfOthers(result); // positions: Set { 1 }
  * const filter = scopeFilter(info, principal); // sql` AND "owner" = ${principal.id}`
  * ```
  *
@@ -25,7 +26,7 @@ import {
   type NormalizedRow,
   type Sql,
   sql,
-  type SqlExecutor,
+  type SqlResult,
   type TableInfo,
 } from "../src/internal.ts";
 
@@ -69,26 +70,28 @@ export function scopeViolation(
 }
 
 /**
- * The positions in `ids` of rows stored under another principal's scope, by
- * one query (none, and no query, where the scope is not enforced).
+ * The query finding which of `ids` are stored under another principal's
+ * scope, answering their positions as one JSON array (read it with
+ * {@linkcode rowsOfOthers}); `undefined` where the scope is not enforced.
  */
-export async function rowsOfOthers(
-  executor: SqlExecutor,
+export function othersStatement(
   info: TableInfo,
   ids: readonly string[],
   principal: Principal | undefined,
-): Promise<Set<number>> {
+): Sql | undefined {
   const scope = enforcedScope(info, principal);
-  if (scope === undefined) return new Set();
-  const { rows } = await executor.execute(
-    sql`SELECT json_group_array(j.key) AS foreign_rows FROM json_each(${JSON.stringify(ids)}) j
-      JOIN ${id(info.name)} t ON t.system_id = j.value
-      WHERE t.${id(scope.column)} IS NOT ${scope.principal.id}`,
-  );
-  return new Set(JSON.parse(String(rows[0]?.foreign_rows ?? "[]")) as number[]);
+  if (scope === undefined) return undefined;
+  return sql`SELECT json_group_array(j.key) AS foreign_rows FROM json_each(${JSON.stringify(ids)}) j
+    JOIN ${id(info.name)} t ON t.system_id = j.value
+    WHERE t.${id(scope.column)} IS NOT ${scope.principal.id}`;
 }
 
-/** Why a row {@linkcode rowsOfOthers} found cannot be written. */
+/** The positions {@linkcode othersStatement}'s result names. */
+export function rowsOfOthers(result: SqlResult): Set<number> {
+  return new Set(JSON.parse(String(result.rows[0]?.foreign_rows ?? "[]")) as number[]);
+}
+
+/** Why a row {@linkcode othersStatement} found cannot be written. */
 export function othersRowMessage(info: TableInfo, rowId: string): string {
   return `Row ${rowId} of ${info.name} belongs to another scope`;
 }

@@ -8,14 +8,20 @@
  * to the migration as a {@linkcode MigrationExtension}, and keeps the last
  * number given out in `_sync_meta` under the key `sequence`.
  *
+ * Numbers are counted inside SQL, so a write needs no read first: an UPSERT
+ * numbers its rows from {@linkcode SEQUENCE_BASE} on, and the statement after
+ * it moves the sequence past them if it wrote any
+ * ({@linkcode advanceSequenceStatement}). Numbers of rows that were not
+ * written (stale changes) are then held by no row: gaps, which pulls do not
+ * mind. A write that wrote nothing leaves the sequence where it was.
+ *
  * @example
  * ```ts
  * await migrate(adapter, schema, tables, sequenceExtension);
- * await adapter.transaction(async (tx) => {
- *   const last = await readSequence(tx);
- *   // … rows written with numbers last + 1, last + 2 …
- *   await tx.execute(storeSequenceStatement(last + 2));
- * });
+ * await adapter.batch([
+ *   upsertStatement(info, columns, rows, { stamp: { column: SEQUENCE_COLUMN, base: SEQUENCE_BASE } }),
+ *   advanceSequenceStatement(rows.length),
+ * ]);
  * ```
  *
  * @module
@@ -26,11 +32,8 @@ import {
   id,
   type MigrationExtension,
   raw,
-  readMetaValue,
-  setMetaStatement,
   type Sql,
   sql,
-  type SqlExecutor,
   type SqlStatement,
   type TableInfo,
 } from "../src/internal.ts";
@@ -60,13 +63,27 @@ export const sequenceExtension: MigrationExtension = {
   },
 };
 
-/** The last sequence number given out (0 for a new database). */
-export async function readSequence(executor: SqlExecutor): Promise<number> {
-  const value = await readMetaValue(executor, SEQUENCE_KEY);
-  return value === undefined ? 0 : Number(value);
-}
+/**
+ * The last sequence number given out, as a SQL expression (a scalar
+ * subquery; 0 before the first).
+ */
+export const SEQUENCE_BASE =
+  `coalesce((SELECT CAST(value AS INTEGER) FROM _sync_meta WHERE key = '${SEQUENCE_KEY}'), 0)`;
 
-/** The statement storing `last` as the last sequence number given out. */
-export function storeSequenceStatement(last: number): SqlStatement {
-  return setMetaStatement(SEQUENCE_KEY, String(last));
+/**
+ * Moves the sequence `count` numbers on, if the statement right before it
+ * changed any row (`changes()`, read before this one changes anything): it
+ * follows an UPSERT of `count` rows numbered from {@linkcode SEQUENCE_BASE}.
+ */
+export function advanceSequenceStatement(count: number): SqlStatement {
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`A sequence advances by a positive integer, got ${count}`);
+  }
+  // The count is written into the SQL: a bound JavaScript number is a real,
+  // and the stored value would read "5.0".
+  return {
+    sql: `INSERT INTO _sync_meta (key, value) SELECT '${SEQUENCE_KEY}', ${count}
+    WHERE changes() > 0 ON CONFLICT (key) DO UPDATE
+    SET value = CAST(_sync_meta.value AS INTEGER) + ${count}`,
+  };
 }

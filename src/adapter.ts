@@ -11,7 +11,11 @@
  * - `execute` runs one statement and returns its rows as plain objects keyed by
  *   column name, and the number of rows it changed.
  * - `batch` runs its statements in order inside one transaction: all commit or
- *   none do. Statements may use `RETURNING`; each result is returned.
+ *   none do. Statements may use `RETURNING`; each result is returned. With
+ *   `"read"` the statements only read, from one snapshot: a local database
+ *   does not take the write lock for them, and a replica answers them itself
+ *   instead of forwarding them to its primary. One batch is one round trip
+ *   to a remote database.
  * - `transaction(fn)` runs `fn` with an executor bound to one open write
  *   transaction; it commits when `fn` resolves and rolls back when it throws.
  *   Nothing else runs on the adapter meanwhile: operations are serialized, so
@@ -48,12 +52,23 @@ export interface SqlResult {
   readonly rowsAffected: number;
 }
 
+/**
+ * What a batch does: `"write"` (the default) takes the write lock; `"read"`
+ * only reads, from one snapshot.
+ */
+export type BatchMode = "write" | "read";
+
 /** Runs statements; inside a transaction, on its connection. */
 export interface SqlExecutor {
   /** Runs one statement. */
   execute(statement: SqlStatement): Promise<SqlResult>;
-  /** Runs statements in order; inside a transaction they join it, outside they form their own. */
-  batch(statements: readonly SqlStatement[]): Promise<SqlResult[]>;
+  /**
+   * Runs statements in order; inside a transaction they join it (and `mode`
+   * does not matter), outside they form their own, of `mode` (default
+   * `"write"`). An adapter that has no read transactions may run a `"read"`
+   * batch as a write.
+   */
+  batch(statements: readonly SqlStatement[], mode?: BatchMode): Promise<SqlResult[]>;
 }
 
 /** A SQL engine the core can run on. */

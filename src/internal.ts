@@ -9,13 +9,19 @@
  * @module
  */
 
-export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
+export type {
+  BatchMode,
+  SqlAdapter,
+  SqlExecutor,
+  SqlResult,
+  SqlStatement,
+  SqlValue,
+} from "./adapter.ts";
 export { SyncError, type SyncErrorCode } from "./errors.ts";
 export { DEFAULT_MAX_DRIFT_MS, parseHlc } from "./hlc.ts";
 export { dataJsonSql, jsonBooleanSql } from "./json_rows.ts";
 export { libsqlAdapter } from "./libsql.ts";
 export { groupByColumns, upsertStatement } from "./merge.ts";
-export { readMetaValue, setMetaStatement } from "./meta.ts";
 export { migrate, type MigrationExtension } from "./migrate.ts";
 export { encodeChange, type NormalizedRow } from "./normalize.ts";
 export * from "./protocol.ts";

@@ -7,8 +7,12 @@
  * Operations run one at a time, in call order. A local libSQL client does its
  * work synchronously, so nothing is lost by it; it is what makes an interactive
  * transaction safe on a single-connection client (`:memory:`, embedded
- * replicas) and keeps the outbox consistent with the rows it describes. Use one
- * adapter per client; a process that needs parallel readers opens more clients.
+ * replicas) and keeps the outbox consistent with the rows it describes. The
+ * one exception is a `"read"` batch on a remote client (`http:`, `ws:`,
+ * `libsql:`): it runs at once, beside the writes, in its own request, and
+ * the database gives it its own snapshot — so the pulls an endpoint serves
+ * do not wait behind its pushes. Use one adapter per client; a process that
+ * needs parallel local readers opens more clients.
  *
  * @example
  * ```ts
@@ -25,10 +29,24 @@
  * @module
  */
 
-import type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
+import type {
+  BatchMode,
+  SqlAdapter,
+  SqlExecutor,
+  SqlResult,
+  SqlStatement,
+  SqlValue,
+} from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 
-export type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
+export type {
+  BatchMode,
+  SqlAdapter,
+  SqlExecutor,
+  SqlResult,
+  SqlStatement,
+  SqlValue,
+} from "./adapter.ts";
 
 /** A statement as `@libsql/client` takes it. */
 export interface LibsqlStatement {
@@ -67,10 +85,12 @@ export interface LibsqlTransaction {
  * result fits (`@libsql/client`, `@libsql/client/web`, any URL scheme).
  */
 export interface LibsqlClient {
+  /** How the client reaches its database: `"file"` for a local one, else `"http"`, `"ws"`, … */
+  readonly protocol?: string;
   /** Runs one statement. */
   execute(statement: LibsqlStatement): Promise<LibsqlResult>;
   /** Runs statements in order in one implicit transaction. */
-  batch(statements: LibsqlStatement[], mode: "write"): Promise<LibsqlResult[]>;
+  batch(statements: LibsqlStatement[], mode: "write" | "read"): Promise<LibsqlResult[]>;
   /** Opens an interactive transaction. */
   transaction(mode: "write"): Promise<LibsqlTransaction>;
   /** Closes the client. */
@@ -86,6 +106,7 @@ export interface LibsqlClient {
 export function libsqlAdapter(client: LibsqlClient): SqlAdapter {
   let tail: Promise<unknown> = Promise.resolve();
   let closed = false;
+  const remote = client.protocol !== undefined && client.protocol !== "file";
 
   // Runs `op` after every operation queued before it, whatever their outcome.
   const serialize = <T>(op: () => Promise<T>): Promise<T> => {
@@ -99,7 +120,12 @@ export function libsqlAdapter(client: LibsqlClient): SqlAdapter {
 
   return {
     execute: (statement) => serialize(() => execute(client, statement)),
-    batch: (statements) => serialize(() => batch(client, statements)),
+    batch: (statements, mode = "write") =>
+      mode === "read" && remote
+        ? closed
+          ? Promise.reject(new SyncError("closed", "The database is closed"))
+          : batch(client, statements, mode)
+        : serialize(() => batch(client, statements, mode)),
     transaction: <T>(fn: (tx: SqlExecutor) => Promise<T>) =>
       serialize(async () => {
         const tx = await client.transaction("write").catch(rethrow);
@@ -159,9 +185,10 @@ async function execute(
 async function batch(
   client: LibsqlClient,
   statements: readonly SqlStatement[],
+  mode: BatchMode,
 ): Promise<SqlResult[]> {
   if (statements.length === 0) return [];
-  const results = await client.batch(statements.map(toLibsql), "write").catch(rethrow);
+  const results = await client.batch(statements.map(toLibsql), mode).catch(rethrow);
   return results.map(fromLibsql);
 }
 

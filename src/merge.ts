@@ -199,19 +199,27 @@ export function groupByColumns(
 }
 
 /**
- * A column the caller sets on every row the UPSERT writes, to a number of
- * its own per row (the server's change sequence).
+ * A column the caller sets on every row the UPSERT writes, to a number
+ * counted inside SQL (the server's change sequence): the rows get
+ * `base + 1`, `base + 2`, … in their order in the statement.
  */
 export interface StampColumn {
   /** The column, added by the caller's migration extension. */
   readonly column: string;
-  /** One number per row, in order. */
-  readonly numbers: readonly number[];
+  /**
+   * A SQL expression, evaluated once for the statement, giving the number
+   * before the first row's: e.g. a scalar subquery reading a counter.
+   */
+  readonly base: string;
 }
 
 /** Options of {@linkcode upsertStatement}. */
 export interface UpsertOptions {
-  /** Each row written also gets its number: the rows applied hold theirs afterwards. */
+  /**
+   * Each row written also gets a number; the statement answers the rows it
+   * applied (`RETURNING system_id` and the stamp column): a row whose change
+   * lost is not written, so it is not returned.
+   */
   readonly stamp?: StampColumn;
   /**
    * The table's scope column must already hold the incoming row's value for
@@ -223,8 +231,8 @@ export interface UpsertOptions {
 
 /**
  * The UPSERT of `rows`, all carrying `columns`, as one statement. With
- * `stamp` (the server's sequence), each row also gets its number, so the rows
- * it applied are the ones holding those numbers afterwards.
+ * `stamp` (the server's sequence), each row also gets its number, counted in
+ * SQL, and the statement returns the rows it applied with their numbers.
  *
  * The creation version follows the winning change: the newer version brings
  * its own `system_created_at`, so every replica ends with the same one.
@@ -240,14 +248,13 @@ export function upsertStatement(
     const row = rows[r]!;
     const element: unknown[] = [row.id, row.version, row.createdAt, row.deleted];
     if (info.perColumn) element.push(JSON.stringify(row.columnVersions));
-    if (stamp !== undefined) element.push(stamp.numbers[r]!);
     for (const column of columns) {
       element.push(toJsonValue(row.values[column.index]!, column.kind));
     }
     elements[r] = element;
   }
   return {
-    sql: upsertSql(info, columns, stamp?.column, scoped && info.def.scope !== undefined),
+    sql: upsertSql(info, columns, stamp, scoped && info.def.scope !== undefined),
     args: [JSON.stringify(elements)],
   };
 }
@@ -267,29 +274,41 @@ function orderKey(row: string, columns: readonly string[]): string {
 function upsertSql(
   info: TableInfo,
   carried: readonly ColumnInfo[],
-  stamp: string | undefined,
+  stamp: StampColumn | undefined,
   scoped: boolean,
 ): string {
   let cache = upsertSqlCache.get(info);
   if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
-  const key = `${stamp ?? ""}:${scoped}:${carried.map((c) => c.name).join(",")}`;
+  const key = `${stamp?.column ?? ""}:${stamp?.base ?? ""}:${scoped}:${
+    carried.map((c) => c.name).join(",")
+  }`;
   let sql = cache.get(key);
   if (sql === undefined) {
     const t = info.quoted;
     const system = [`system_id`, `system_version`, `system_created_at`, `is_deleted`];
     if (info.perColumn) system.push(quoteId(COLUMN_VERSIONS));
-    if (stamp !== undefined) system.push(quoteId(stamp));
     const kinds = [...system.map(() => undefined), ...carried.map((c) => c.kind)];
+    const selected = [jsonSelectList(kinds)];
+    const columns = [...system, ...carried.map((c) => c.quoted)];
     const sameScope = scoped
       ? ` AND ${t}.${quoteId(info.def.scope!)} IS excluded.${quoteId(info.def.scope!)}`
       : "";
     const { sets, newer } = info.perColumn
       ? columnLwwUpdate(info, carried)
       : rowLwwUpdate(info, carried);
-    if (stamp !== undefined) sets.push(`${quoteId(stamp)} = excluded.${quoteId(stamp)}`);
-    sql = `INSERT INTO ${t} (${[...system, ...carried.map((c) => c.quoted)].join(", ")}) ` +
-      `SELECT ${jsonSelectList(kinds)} FROM json_each(?) WHERE true ` +
-      `ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} WHERE (${newer})${sameScope}`;
+    let returning = "";
+    if (stamp !== undefined) {
+      const column = quoteId(stamp.column);
+      columns.push(column);
+      // `key` is the row's index in the JSON array: numbers follow row order.
+      selected.push(`(${stamp.base}) + key + 1`);
+      sets.push(`${column} = excluded.${column}`);
+      returning = ` RETURNING system_id, ${column}`;
+    }
+    sql = `INSERT INTO ${t} (${columns.join(", ")}) ` +
+      `SELECT ${selected.join(", ")} FROM json_each(?) WHERE true ` +
+      `ON CONFLICT (system_id) DO UPDATE SET ${sets.join(", ")} WHERE (${newer})${sameScope}` +
+      returning;
     cache.set(key, sql);
   }
   return sql;

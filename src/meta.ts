@@ -3,12 +3,15 @@
  * the last HLC issued or received, the schema hash of the last migration,
  * and what a role keeps besides (the server's change sequence).
  *
- * Every statement that reads or writes the table is here.
+ * Its DDL and the core's writes to it are here. It is read where a read
+ * must share a round trip with others: by the migration, in its one batch
+ * (`migrate.ts`); the server's sequence counts in it inside SQL
+ * (`server/sequence.ts`).
  *
  * @module
  */
 
-import type { SqlExecutor, SqlStatement } from "./adapter.ts";
+import type { SqlStatement } from "./adapter.ts";
 import type { HlcClock } from "./hlc.ts";
 import { sql } from "./sql.ts";
 
@@ -23,25 +26,6 @@ export interface StoredMeta {
   readonly nodeId: string | undefined;
   /** Last HLC issued or received, if stored. */
   readonly hlc: string | undefined;
-}
-
-/** Every key and value, or `undefined` before the table exists (a new database). */
-export async function readMeta(executor: SqlExecutor): Promise<Map<string, string> | undefined> {
-  const found = await executor.execute({
-    sql: `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sync_meta'`,
-  });
-  if (found.rows.length === 0) return undefined;
-  const { rows } = await executor.execute({ sql: `SELECT key, value FROM _sync_meta` });
-  return new Map(rows.map((row) => [String(row.key), String(row.value)]));
-}
-
-/** The value of one key, or `undefined`. */
-export async function readMetaValue(
-  executor: SqlExecutor,
-  key: string,
-): Promise<string | undefined> {
-  const { rows } = await executor.execute(sql`SELECT value FROM _sync_meta WHERE key = ${key}`);
-  return rows[0] === undefined ? undefined : String(rows[0].value);
 }
 
 /** Sets one key. */

@@ -6,13 +6,18 @@
  * invent data — a dropped or retyped column, a new `notNull` column without a
  * default, a changed `notNull`, a table moving in or out of sync or between
  * `lww` modes — raises `SyncError("destructive_migration")` naming the table and
- * column, before anything is changed. The DDL of one migration runs in one
- * write transaction with the reads it was planned from, so it applies
- * completely or not at all, and two processes opening one new file at once
- * both succeed.
+ * column, before anything is changed.
  *
- * The schema hash is stored in `_sync_meta`; reopening an unchanged schema
- * costs one query and runs no DDL.
+ * It costs one round trip to the database when the schema is unchanged and
+ * two when it migrates, which matters where each one crosses a network (an
+ * endpoint at the edge starting cold): one read batch reads the stored hash,
+ * the tables' columns and the indexes (on a new database, without
+ * `_sync_meta`, it fails at once and nothing is taken to be stored); one
+ * batch applies the DDL, which therefore applies completely or not at all.
+ * That batch first checks that the stored state is still the one the plan
+ * was made from (a NOT NULL failure otherwise aborts it): when another
+ * process migrated in between, the state is read again and the plan made
+ * anew, so two processes opening one new file at once both succeed.
  *
  * A role that keeps more in the same tables (the sync server's change
  * sequence) passes a {@linkcode MigrationExtension}: its columns are added
@@ -22,11 +27,11 @@
  * @module
  */
 
-import type { SqlAdapter, SqlExecutor, SqlStatement, SqlValue } from "./adapter.ts";
+import type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import { COLUMN_VERSIONS, indexName, type Schema, SYSTEM_COLUMNS } from "./schema.ts";
 import { CURSORS_TABLE_SQL } from "./cursors.ts";
-import { META_TABLE_SQL, readMeta, setMetaStatement, type StoredMeta } from "./meta.ts";
+import { META_TABLE_SQL, setMetaStatement, type StoredMeta } from "./meta.ts";
 import { OUTBOX_TABLE_SQL } from "./outbox.ts";
 import { REJECTED_TABLE_SQL } from "./rejected.ts";
 import { sql } from "./sql.ts";
@@ -70,38 +75,108 @@ export async function migrate(
   extension?: MigrationExtension,
 ): Promise<StoredMeta> {
   const hash = extension === undefined ? schema.hash : `${schema.hash}/${extension.name}`;
-  const stored = (meta: Map<string, string> | undefined): StoredMeta => ({
-    nodeId: meta?.get("node_id"),
-    hlc: meta?.get("hlc"),
-  });
-  const meta = await readMeta(adapter);
-  if (meta !== undefined && meta.get("schema_hash") === hash) return stored(meta);
-  // Read and change under the write lock: another process opening the same
-  // file at the same moment migrates first or waits, and then finds the
-  // tables it would have created.
-  return await adapter.transaction(async (tx) => {
-    const current = await readMeta(tx);
-    if (current !== undefined && current.get("schema_hash") === hash) return stored(current);
-    await tx.batch(await migrationStatements(tx, tables, extension, hash));
-    return stored(current);
-  });
+  const names = [...tables.keys()];
+  let state = await readStoredState(adapter, names);
+  for (let attempt = 1;; attempt++) {
+    const meta = { nodeId: state.meta.get("node_id"), hlc: state.meta.get("hlc") };
+    if (state.meta.get("schema_hash") === hash) return meta;
+    const ddl = migrationStatements(state, tables, extension, hash);
+    try {
+      await adapter.batch(ddl);
+      return meta;
+    } catch (error) {
+      // Another process may have migrated since the state was read: plan
+      // again from what it left. Otherwise the failure is the answer.
+      const now = await readStoredState(adapter, names);
+      const moved = now.meta.get("schema_hash") !== state.meta.get("schema_hash");
+      if (attempt >= 5 || (!moved && !state.assumedNew)) throw error;
+      // Still no `_sync_meta`, yet declared tables exist: plan from them.
+      state = now.assumedNew ? { ...await readStoredTables(adapter, names), meta: now.meta } : now;
+    }
+  }
+}
+
+// What a migration is planned from: `_sync_meta`, the columns of the stored
+// tables among the declared ones, and every index. A database without
+// `_sync_meta` is taken to be new (no declared table stored, which the
+// migration's batch checks before it changes anything).
+interface StoredState {
+  readonly meta: ReadonlyMap<string, string>;
+  readonly tables: ReadonlyMap<string, readonly StoredColumn[]>;
+  readonly indexes: ReadonlyMap<string, string>;
+  readonly assumedNew?: boolean;
+}
+
+// One read batch: the meta values, the stored tables and the indexes.
+async function readStoredState(
+  adapter: SqlExecutor,
+  names: readonly string[],
+): Promise<StoredState> {
+  try {
+    const [meta, ...rest] = await adapter.batch([
+      { sql: `SELECT key, value FROM _sync_meta` },
+      ...storedTablesStatements(names),
+    ], "read");
+    return {
+      meta: new Map(meta!.rows.map((row) => [String(row.key), String(row.value)])),
+      ...storedTablesOf(rest),
+    };
+  } catch (error) {
+    if (!/no such table: _sync_meta/i.test(String((error as Error)?.message))) throw error;
+    return { meta: new Map(), tables: new Map(), indexes: new Map(), assumedNew: true };
+  }
+}
+
+async function readStoredTables(
+  adapter: SqlExecutor,
+  names: readonly string[],
+): Promise<Pick<StoredState, "tables" | "indexes">> {
+  return storedTablesOf(await adapter.batch(storedTablesStatements(names), "read"));
+}
+
+function storedTablesStatements(names: readonly string[]): SqlStatement[] {
+  return [
+    sql`SELECT m.name AS table_name, p.name AS name, p.type AS type, p."notnull" AS not_null
+      FROM sqlite_master m JOIN pragma_table_info(m.name) p
+      WHERE m.type = 'table' AND m.name IN (SELECT value FROM json_each(${JSON.stringify(names)}))
+      ORDER BY m.name, p.cid`,
+    { sql: `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL` },
+  ];
+}
+
+function storedTablesOf(
+  [columns, indexes]: readonly SqlResult[],
+): Pick<StoredState, "tables" | "indexes"> {
+  return {
+    tables: storedTables(columns!.rows),
+    indexes: new Map(indexes!.rows.map((row) => [String(row.name), String(row.sql)])),
+  };
+}
+
+// Aborts the migration's batch (a NOT NULL failure) unless the stored
+// schema hash is still the one the plan was made from and, for a database
+// taken to be new, none of `names` is stored.
+function unchangedStateStatement(state: StoredState, names: readonly string[]): SqlStatement {
+  const planned = state.meta.get("schema_hash") ?? null;
+  const unexpected = JSON.stringify(state.assumedNew ? names : []);
+  return sql`INSERT INTO _sync_meta (key, value) SELECT 'schema_hash_check', NULL
+    WHERE (SELECT value FROM _sync_meta WHERE key = 'schema_hash') IS NOT ${planned}
+    OR EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
+      AND name IN (SELECT value FROM json_each(${unexpected})))`;
 }
 
 // The DDL that brings the stored tables to `tables`, ending with the new hash.
-async function migrationStatements(
-  adapter: SqlExecutor,
+function migrationStatements(
+  state: StoredState,
   tables: ReadonlyMap<string, TableInfo>,
   extension: MigrationExtension | undefined,
   hash: string,
-): Promise<SqlStatement[]> {
-  const existing = await readStoredTables(adapter, [...tables.keys()]);
-  const { rows: indexRows } = await adapter.execute({
-    sql: `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL`,
-  });
-  const indexes = new Map(indexRows.map((row) => [String(row.name), String(row.sql)]));
+): SqlStatement[] {
+  // The internal tables first: the check writes to `_sync_meta`.
   const ddl: SqlStatement[] = INTERNAL_TABLES_SQL.map((sql) => ({ sql }));
+  ddl.push(unchangedStateStatement(state, [...tables.keys()]));
   for (const info of tables.values()) {
-    const stored = existing.get(info.name);
+    const stored = state.tables.get(info.name);
     const extra = info.synced && extension !== undefined ? extension.columns(info) : [];
     if (stored === undefined) {
       ddl.push({ sql: createTableSql(info, extra) });
@@ -109,7 +184,7 @@ async function migrationStatements(
       ddl.push(...alterTable(info, stored, extra));
     }
     if (info.synced && extension !== undefined) ddl.push(...extension.statements(info));
-    ddl.push(...indexStatements(info, indexes));
+    ddl.push(...indexStatements(info, state.indexes));
   }
   ddl.push(setMetaStatement("schema_hash", hash));
   return ddl;
@@ -137,18 +212,9 @@ interface StoredColumn {
   readonly notNull: boolean;
 }
 
-async function readStoredTables(
-  adapter: SqlExecutor,
-  names: readonly string[],
-): Promise<Map<string, StoredColumn[]>> {
-  const { rows } = await adapter.execute(
-    sql`SELECT m.name AS table_name, p.name AS name, p.type AS type, p."notnull" AS not_null
-      FROM sqlite_master m JOIN pragma_table_info(m.name) p
-      WHERE m.type = 'table' AND m.name IN (SELECT value FROM json_each(${JSON.stringify(names)}))
-      ORDER BY m.name, p.cid`,
-  );
+function storedTables(rows: readonly Record<string, SqlValue>[]): Map<string, StoredColumn[]> {
   const tables = new Map<string, StoredColumn[]>();
-  for (const row of rows as Record<string, SqlValue>[]) {
+  for (const row of rows) {
     const name = String(row.table_name);
     const columns = tables.get(name) ?? [];
     columns.push({
