@@ -214,7 +214,10 @@ function outboxRead(
 
 // The entries after `from`, in outbox order. Each read returns one JSON
 // value: reading a result row costs more than building it in SQLite and
-// parsing it in one go.
+// parsing it in one go. The order is restored here rather than with
+// `json_group_array(… ORDER BY …)`: the statement parser of a libSQL embedded
+// replica, which routes each statement to the local file or to the primary,
+// rejects an ORDER BY inside an aggregate call.
 async function readEntries(
   executor: SqlExecutor,
   limit: number,
@@ -224,12 +227,41 @@ async function readEntries(
     ? empty
     : sql`WHERE (version, table_name, row_id) > (${from[0]}, ${from[1]}, ${from[2]})`;
   const { rows: [head] } = await executor.execute(
-    sql`SELECT json_group_array(json_array(version, table_name, row_id)
-      ORDER BY version, table_name, row_id) AS entries
+    sql`SELECT json_group_array(json_array(version, table_name, row_id)) AS entries
       FROM (SELECT table_name, row_id, version FROM _dirty_rows ${after}
         ORDER BY version, table_name, row_id LIMIT ${limit})`,
   );
-  return JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
+  const entries = JSON.parse(String(head?.entries ?? "[]")) as OutboxPosition[];
+  return entries.sort(compareEntries);
+}
+
+// Outbox order: SQLite's, which compares TEXT as UTF-8 bytes, that is by code
+// point (a JavaScript `<` compares UTF-16 code units, which differs for
+// characters beyond U+FFFF against U+E000–U+FFFF).
+function compareEntries(a: OutboxPosition, b: OutboxPosition): number {
+  for (let i = 0; i < 3; i++) {
+    const order = compareCodePoints(a[i]!, b[i]!);
+    if (order !== 0) return order;
+  }
+  return 0;
+}
+
+function compareCodePoints(a: string, b: string): number {
+  if (a === b) return 0;
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+// Surrogates (code points beyond U+FFFF) rank above U+E000–U+FFFF, as in UTF-8.
+function codePointRank(unit: number): number {
+  if (unit >= 0xe000) return unit - 0x800;
+  if (unit >= 0xd800) return unit + 0x2000;
+  return unit;
 }
 
 // The rows of `entries`, per table and id; entries that cannot be sent are

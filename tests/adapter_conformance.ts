@@ -7,12 +7,16 @@
  * @example
  * ```ts
  * runAdapterConformance("libsql :memory:", () => ({ adapter: memoryAdapter() }));
+ * runAdapterConformance("libsql http: (sqld)", async () => {
+ *   const sqld = await startSqld();
+ *   return { adapter: libsqlAdapter(createClient({ url: sqld.url })), cleanup: sqld.close };
+ * }, { skip: skipWithoutSqld });
  * ```
  *
  * @module
  */
 
-import { test } from "node:test";
+import { test as nodeTest } from "node:test";
 import assert from "node:assert/strict";
 import type { SqlAdapter } from "../src/adapter.ts";
 import { SyncError } from "../src/errors.ts";
@@ -25,17 +29,27 @@ export interface OpenedAdapter {
   readonly cleanup?: () => void | Promise<void>;
 }
 
+/** Options of {@linkcode runAdapterConformance}. */
+export interface ConformanceOptions {
+  /** Skips every case with this reason (a database server that is not installed, say). */
+  readonly skip?: string | false;
+}
+
 /**
  * Registers the conformance cases, each named `${name}: …`, each on an
  * adapter of its own from `open`.
  *
  * @param name the adapter's name in the test titles, e.g. `libsql file:`
  * @param open opens a fresh, empty database behind the adapter
+ * @param options `skip` skips the cases, with the reason given
  */
 export function runAdapterConformance(
   name: string,
   open: () => OpenedAdapter | Promise<OpenedAdapter>,
+  options: ConformanceOptions = {},
 ): void {
+  const skip = options.skip ?? false;
+  const test = (title: string, fn: () => Promise<void>) => nodeTest(title, { skip }, fn);
   const withAdapter = async (fn: (adapter: SqlAdapter) => Promise<void>): Promise<void> => {
     const { adapter, cleanup } = await open();
     try {
@@ -61,6 +75,8 @@ export function runAdapterConformance(
     withAdapter(outsideCallsWaitForTheTransaction));
   test(`${name}: a transaction's executor refuses calls after it ended`, () =>
     withAdapter(endedExecutorRefusesCalls));
+  test(`${name}: a read batch returns every result and never sees uncommitted rows`, () =>
+    withAdapter(readBatchSeesCommittedRowsOnly));
   test(`${name}: calls after close reject with closed`, async () => {
     // Not through withAdapter: the case is about an adapter that is closed already.
     const { adapter, cleanup } = await open();
@@ -161,4 +177,30 @@ async function endedExecutorRefusesCalls(adapter: SqlAdapter): Promise<void> {
     (error: unknown) => error instanceof SyncError && error.code === "closed",
   );
   assert.equal(await count(adapter), 0);
+}
+
+async function readBatchSeesCommittedRowsOnly(adapter: SqlAdapter): Promise<void> {
+  await adapter.execute({ sql: "INSERT INTO t (id, name) VALUES (1, 'a')" });
+  const results = await adapter.batch([
+    { sql: "SELECT name FROM t WHERE id = ?", args: [1] },
+    { sql: "SELECT count(*) AS n FROM t" },
+  ], "read");
+  assert.deepEqual(results.map((result) => result.rows), [[{ name: "a" }], [{ n: 1 }]]);
+
+  // A read issued while a transaction has written but not committed: a local adapter runs it
+  // after the transaction, a remote one at once from its own snapshot. Either way the row the
+  // transaction rolls back is never seen.
+  let read: ReturnType<SqlAdapter["batch"]> | undefined;
+  await assert.rejects(
+    adapter.transaction(async (tx) => {
+      await tx.execute({ sql: "INSERT INTO t (id, name) VALUES (2, 'b')" });
+      read = adapter.batch([{ sql: "SELECT id FROM t ORDER BY id" }], "read");
+      // Not awaited here: a local adapter runs the read only once the transaction has ended.
+      await Promise.race([read, new Promise((resolve) => setTimeout(resolve, 20))]);
+      throw new Error("roll back");
+    }),
+    /roll back/,
+  );
+  const [seen] = await read!;
+  assert.deepEqual(seen!.rows, [{ id: 1 }]);
 }
