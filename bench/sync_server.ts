@@ -31,7 +31,8 @@
 import { createInterface } from "node:readline";
 import process from "node:process";
 import { createClient } from "@libsql/client";
-import { createSyncServer, openServerDatabase, serve } from "../server/mod.ts";
+import { createSyncServer, openServerDatabase } from "../server/mod.ts";
+import { serve } from "../server/serve.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
 import { schema } from "./fixtures.ts";
 import { timeMethods } from "./lib.ts";

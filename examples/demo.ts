@@ -16,7 +16,8 @@ import { type Database, ServerSyncManager, type SyncStatus } from "../mod.ts";
 import { createHttpSync } from "../http.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
 import { openDatabase } from "../src/database.ts";
-import { createSyncServer, openServerDatabase, serve } from "../server/mod.ts";
+import { createSyncServer, openServerDatabase } from "../server/mod.ts";
+import { serve } from "../server/serve.ts";
 import { schema } from "./schema.ts";
 
 type AppDatabase = Database<typeof schema.tables>;

@@ -238,9 +238,6 @@ function refuseHead(
   return undefined;
 }
 
-// What escaped a handler: a refusal the core raised for the request (an
-// unknown table, a foreign cursor) keeps its code; anything else is the
-// server's failure, logged.
 // The code of an HTTPException's status (thrown by Hono or by `authorize`).
 function httpExceptionCode(status: number): WireErrorCode {
   if (status === 401) return "unauthorized";
@@ -249,6 +246,10 @@ function httpExceptionCode(status: number): WireErrorCode {
   return "malformed";
 }
 
+// What escaped a handler: a refusal the core raised for the request (an
+// unknown table, a foreign cursor) keeps its code; a database that cannot be
+// reached is `unavailable` (503, which clients retry with backoff); anything
+// else is the server's failure, logged.
 function answerError(error: Error, c: Context): Response {
   if (error instanceof HTTPException) {
     return fail(c, httpExceptionCode(error.status), error.message);
@@ -260,8 +261,78 @@ function answerError(error: Error, c: Context): Response {
   if (error instanceof SyncError && error.code !== "closed") {
     return fail(c, "malformed", error.message);
   }
+  if (isDatabaseUnavailable(error)) {
+    // One line, not a stack per request while the database is down.
+    console.error(`The database cannot be reached: ${error.message}`);
+    return fail(c, "unavailable", "The database cannot be reached; try again later");
+  }
   console.error(error);
   return fail(c, "internal", "The server failed to handle the request");
+}
+
+// The codes runtimes give a connection that could not be made or broke:
+// Node and undici (`ECONNREFUSED`, `UND_ERR_SOCKET` …), Bun (`ECONNREFUSED`,
+// `ConnectionRefused` …), DNS (`ENOTFOUND`, `EAI_AGAIN`).
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "ConnectionRefused",
+  "ConnectionClosed",
+  "FailedToOpenSocket",
+]);
+
+// What `fetch` throws when no answer came, where it gives no code: undici
+// "fetch failed", Deno "error sending request for url", workerd "Network
+// connection lost.", Bun "Unable to connect".
+const UNREACHABLE_MESSAGE =
+  /fetch failed|error sending request|network connection lost|connection (?:refused|reset|closed)|unable to connect|socket hang up|other side closed/i;
+
+/**
+ * True when `error` (or an error in its `cause` chain) says the database
+ * could not be reached, as `@libsql/client` reports it over HTTP: the
+ * runtime's `fetch` failure as it is (a `TypeError` on Node, Deno and Bun, an
+ * `Error` on workerd), a `LibsqlError` whose cause is one (a stream closed by
+ * it), or an `HttpServerError` of a gateway in front of the database (502,
+ * 503, 504). An SQL error, a constraint or a bug is not.
+ *
+ * @example
+ * ```ts
+ * isDatabaseUnavailable(new TypeError("fetch failed")); // true
+ * ```
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  let link = error;
+  // The chain is bounded: a cause may point back at its error.
+  for (let depth = 0; depth < 8 && typeof link === "object" && link !== null; depth++) {
+    const { name, code, status, message } = link as Record<string, unknown>;
+    if (typeof code === "string" && UNREACHABLE_CODES.has(code)) return true;
+    if (name === "HttpServerError" && (status === 502 || status === 503 || status === 504)) {
+      return true;
+    }
+    if (name === "TimeoutError") return true;
+    if (
+      (name === "TypeError" || name === "Error") && typeof message === "string" &&
+      UNREACHABLE_MESSAGE.test(message.slice(0, 200))
+    ) {
+      return true;
+    }
+    link = (link as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** The JSON 404 of the endpoint, for an app that mounts it (`app.notFound(notFound)`). */

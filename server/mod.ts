@@ -1,11 +1,16 @@
 /**
  * The declarative-sync server: a Hono app with `POST /push`, `POST /pull` and
  * `GET /health`, running the core's schema, HLC and merge code on libSQL.
+ * This entry imports no `node:*` module, so a Worker may bundle it; what
+ * listens on a port on Node, Deno or Bun is `serve`, from
+ * `@declarative/sync/serve`, and the endpoint as a Worker's fetch handler is
+ * `createEdgeServer`, from `@declarative/sync/edge`.
  *
  * @example
  * ```ts
  * import { createClient } from "@libsql/client";
- * import { createSyncServer, openServerDatabase, serve } from "@declarative/sync/server";
+ * import { createSyncServer, openServerDatabase } from "@declarative/sync/server";
+ * import { serve } from "@declarative/sync/serve";
  * import { libsqlAdapter } from "@declarative/sync/libsql";
  *
  * const database = await openServerDatabase({
@@ -34,7 +39,6 @@ export {
   type ServerDatabase,
   type ServerDatabaseOptions,
 } from "./database.ts";
-export { type FetchHandler, type RunningServer, serve, type ServeOptions } from "./serve.ts";
 // The core's types the server's own signatures name, so the documentation of
 // this entry is complete. (Not Hono's `Context` and `Hono`: re-exported, their
 // own declarations would be documented as this entry's; `app.ts` names them

@@ -38,8 +38,17 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   /** The server failed (never for bad input). */
   internal: 500,
-  /** The edge entry cannot start (a setting is missing). */
+  /**
+   * The edge endpoint cannot start: a setting is missing, or the database
+   * refuses it (a destructive migration, a refused token).
+   */
   misconfigured: 500,
+  /**
+   * The server's database cannot be reached (down, restarting, unreachable):
+   * a passing failure. The client keeps its changes and retries with backoff,
+   * as for any failed sync.
+   */
+  unavailable: 503,
 } as const;
 
 /** An error code of the wire protocol. */

@@ -1,8 +1,10 @@
-// server/main.ts as a newcomer runs it: a child process of the same runtime,
-// on an embedded libSQL file, stopped with SIGTERM.
+// server/main.ts as a newcomer runs it, and server/cli.ts (the npm bin,
+// `declarative-sync serve`) on the same code path: a child process of the
+// same runtime, on an embedded libSQL file, stopped with SIGTERM.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -16,6 +18,8 @@ import { tempDir } from "./helpers.ts";
 import { post } from "./sync_helpers.ts";
 
 const main = fileURLToPath(new URL("../server/main.ts", import.meta.url));
+// The npm package's bin (`declarative-sync`), run from its source.
+const cli = fileURLToPath(new URL("../server/cli.ts", import.meta.url));
 
 function runtimeArgs(file: string): [string, string[]] {
   const g = globalThis as { Deno?: unknown; Bun?: unknown };
@@ -114,8 +118,9 @@ test("server/main.ts serves an embedded file behind bearer tokens and stops on S
 });
 
 // Starts `command args`, resolves with the URL the server prints and the child.
-function startChild(command: string, args: readonly string[]) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+// `detached`: in a process group of its own, which `killGroup` ends whole.
+function startChild(command: string, args: readonly string[], detached = false) {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached });
   let output = "";
   child.stdout.on("data", (chunk) => (output += chunk));
   child.stderr.on("data", (chunk) => (output += chunk));
@@ -134,7 +139,14 @@ function startChild(command: string, args: readonly string[]) {
     });
   });
   url.catch(() => undefined);
-  return { child, url, exited, output: () => output };
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {
+      // The group is gone already.
+    }
+  };
+  return { child, url, exited, output: () => output, killGroup };
 }
 
 // True once nothing answers at `url` (within `ms`).
@@ -184,7 +196,7 @@ test("npm start stops serving when npm itself gets SIGTERM", async () => {
     dbPath,
     "--port",
     "0",
-  ]);
+  ], true);
   try {
     const url = await started.url;
     assert.equal((await fetch(`${url}/health`)).status, 200);
@@ -192,9 +204,94 @@ test("npm start stops serving when npm itself gets SIGTERM", async () => {
     await started.exited;
     assert.ok(await stopsAnswering(url, 10_000), "the server kept serving after npm stopped");
   } finally {
+    // Should the server outlive npm (the failure this test is for), it is
+    // still in npm's process group: end the group.
+    started.killGroup();
+    dir.cleanup();
+  }
+});
+
+// Runs `script args` on this runtime to its end.
+function runScript(script: string, args: readonly string[]) {
+  const [command, runtime] = runtimeArgs(script);
+  const result = spawnSync(command, [...runtime, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+test("server/cli.ts prints its usage for --help and help; no command or an unknown one exits 2", () => {
+  for (const args of [["--help"], ["help"], ["-h"], ["serve", "--help"]]) {
+    const { code, stdout } = runScript(cli, args);
+    assert.equal(code, 0, args.join(" "));
+    assert.match(stdout, /^Usage: declarative-sync serve \[options\]/, args.join(" "));
+    assert.match(stdout, /Node 20 imports\s+only JavaScript: give it a \.js or \.mjs module/);
+  }
+  assert.match(runScript(cli, ["--help"]).stdout, /Commands:\n {2}serve/);
+
+  const none = runScript(cli, []);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /^Usage: declarative-sync serve/);
+  const unknown = runScript(cli, ["frobnicate"]);
+  assert.equal(unknown.code, 2);
+  assert.deepEqual(unknown.stderr.trim().split("\n"), [
+    'Unknown command "frobnicate"',
+    "Run declarative-sync --help for the commands",
+  ]);
+});
+
+test("a bad flag, port or schema module is one line on stderr and exit 2, before anything is opened", () => {
+  const dir = tempDir();
+  try {
+    const db = join(dir.path, "never.db");
+    const cases: [string, string[], RegExp][] = [
+      [main, ["--db", db, "--bogus"], /--bogus.*\(see server\/main\.ts --help\)$/],
+      [cli, ["serve", "--db", db, "--port", "eighty"], /^Invalid port "eighty"/],
+      [cli, ["serve", "--db", db, "--port", "70000"], /^Invalid port "70000"/],
+      [
+        cli,
+        ["serve", "--db", db, "--schema", "./no_such_schema.mjs"],
+        /^Schema module \.\/no_such_schema\.mjs not found/,
+      ],
+      [cli, [
+        "serve",
+        "--db",
+        db,
+        "--schema",
+        fileURLToPath(new URL("./helpers.ts", import.meta.url)),
+      ], /exports no schema/],
+      [cli, ["serve", "--db", db, "--tokens", "nopair"], /^Invalid token "nopair"/],
+    ];
+    for (const [script, args, message] of cases) {
+      const { code, stdout, stderr } = runScript(script, args);
+      assert.equal(code, 2, `${args.join(" ")}: ${stdout}${stderr}`);
+      const lines = stderr.trim().split("\n");
+      assert.equal(lines.length, 1, stderr);
+      assert.match(lines[0]!, message);
+    }
+    assert.deepEqual(readdirSync(dir.path), [], "no database was created");
+  } finally {
+    dir.cleanup();
+  }
+});
+
+test("server/cli.ts serve is server/main.ts: a .ts --schema on this runtime, /health, SIGTERM exits 0", async () => {
+  const dir = tempDir();
+  const [command, args] = runtimeArgs(cli);
+  const schemaModule = fileURLToPath(new URL("../examples/schema.ts", import.meta.url));
+  const started = startChild(command, [
+    ...args,
+    ...["serve", "--schema", schemaModule, "--db", join(dir.path, "cli.db"), "--port", "0"],
+  ]);
+  try {
+    const url = await started.url;
+    const health = await fetch(`${url}/health`);
+    assert.equal(health.status, 200);
+    assert.equal((await health.json()).schema, schema.hash);
+    process.kill(started.child.pid!, "SIGTERM");
+    assert.equal(await started.exited, 0, started.output());
+    assert.match(started.output(), /GET \/health 200/);
+    assert.match(started.output(), /stopped/);
+  } finally {
     started.child.kill("SIGKILL");
-    // Should the server outlive npm (the failure this test is for), end it here.
-    if (process.platform !== "win32") spawnSync("pkill", ["-f", dbPath]);
     dir.cleanup();
   }
 });
