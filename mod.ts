@@ -87,6 +87,16 @@ export {
   type RejectionCode,
 } from "./src/protocol.ts";
 export type { ApplyResult, ServerChanges, ServerRow, ServerTableChanges } from "./src/merge.ts";
+export {
+  type ColumnDescription,
+  compareSchemas,
+  describeSchema,
+  type DescribeSchemaOptions,
+  type IndexDescription,
+  type SchemaDescription,
+  type SchemaDifference,
+  type TableDescription,
+} from "./src/schema_description.ts";
 export type { DirtyRow, DirtyRowAck } from "./src/outbox.ts";
 export type { RejectedRow, Rejection } from "./src/rejected.ts";
 export {

@@ -1,6 +1,6 @@
 /**
- * The sync endpoint: a Hono app with `POST /push`, `POST /pull` and
- * `GET /health`, mountable under any path (`app.route("/sync", sync)`).
+ * The sync endpoint: a Hono app with `POST /push`, `POST /pull`,
+ * `GET /health` and `GET /schema`, mountable under any path (`app.route("/sync", sync)`).
  *
  * Requests pass, in order: `authorize` (401, before a byte of the body is
  * read), the content type (415), the body — at most `maxBodyBytes`, UTF-8,
@@ -43,6 +43,7 @@ import {
   type WireErrorCode,
 } from "../src/internal.ts";
 import { readJsonBody } from "./body.ts";
+import { schemaRoute } from "./schema_route.ts";
 import { DEFAULT_MAX_PULL_BYTES, type Principal, type ServerDatabase } from "./database.ts";
 
 /** Limits of the endpoint. */
@@ -140,6 +141,7 @@ export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServer
       schema: database.schema.hash,
       serverTime: database.now(),
     }));
+  app.get("/schema", authorized, schemaRoute(database.schema));
 
   app.post("/push", authorized, valid(schemas.pushRequest), async (c) => {
     const { results, held } = await database.applyPush(c.get("request").changes, {

@@ -154,7 +154,9 @@ export async function runServer(
   console.log(
     `declarative-sync server on ${server.url} (${server.runtime}), database ${dbUrl}, schema ${schema.hash}`,
   );
-  console.log(`POST ${server.url}/push · POST ${server.url}/pull · GET ${server.url}/health`);
+  console.log(
+    `POST ${server.url}/push · POST ${server.url}/pull · GET ${server.url}/health · GET ${server.url}/schema`,
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {

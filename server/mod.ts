@@ -1,6 +1,6 @@
 /**
- * The declarative-sync server: a Hono app with `POST /push`, `POST /pull` and
- * `GET /health`, running the core's schema, HLC and merge code on libSQL.
+ * The declarative-sync server: a Hono app with `POST /push`, `POST /pull`,
+ * `GET /health` and `GET /schema`, running the core's schema, HLC and merge code on libSQL.
  * This entry imports no `node:*` module, so a Worker may bundle it; what
  * listens on a port on Node, Deno or Bun is `serve`, from
  * `@declarative/sync/serve`, and the endpoint as a Worker's fetch handler is

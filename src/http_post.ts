@@ -1,8 +1,9 @@
 /**
- * `postJson`: one POST of a JSON body to the sync endpoint, and the mapping
- * of everything that can go wrong with it to a {@linkcode SyncError}, so the
- * push and pull sides of the HTTP transport (`http_push.ts`,
- * `http_pull.ts`) only see a parsed answer or a typed error:
+ * `postJson`: one POST of a JSON body to the sync endpoint (and `getJson`,
+ * one GET, for `GET /schema`), and the mapping of everything that can go
+ * wrong with it to a {@linkcode SyncError}, so the push and pull sides of the
+ * HTTP transport (`http_push.ts`, `http_pull.ts`) only see a parsed answer or
+ * a typed error:
  *
  * - no answer (network down, DNS, connection refused, the timeout) →
  *   `offline`: the sync manager shows "offline" and retries;
@@ -67,14 +68,41 @@ export async function postJson(
   body: unknown,
   options: PostJsonOptions,
 ): Promise<unknown> {
+  // Awaited here, so that a body that cannot be stringified rejects as well.
+  return await requestJson(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...options.headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  }, options);
+}
+
+/**
+ * GETs `url` and returns the answer's parsed JSON, with the failures of
+ * {@linkcode postJson}.
+ *
+ * @param url what to get
+ * @param options the fetch, headers and timeout
+ * @returns the answer's JSON, not yet checked
+ * @throws {SyncError} as {@linkcode postJson} does
+ *
+ * @example
+ * ```ts
+ * const answer = await getJson(`${base}/schema`, { fetch, timeout: 10_000 });
+ * ```
+ */
+export function getJson(url: string, options: PostJsonOptions): Promise<unknown> {
+  return requestJson(url, { method: "GET", headers: { ...options.headers } }, options);
+}
+
+// One request, its answer's JSON, and every failure as a SyncError.
+async function requestJson(
+  url: string,
+  init: RequestInit,
+  options: PostJsonOptions,
+): Promise<unknown> {
   let response: Response;
   try {
-    response = await options.fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...options.headers },
-      body: typeof body === "string" ? body : JSON.stringify(body),
-      signal: AbortSignal.timeout(options.timeout),
-    });
+    response = await options.fetch(url, { ...init, signal: AbortSignal.timeout(options.timeout) });
   } catch (cause) {
     throw new SyncError("offline", `Cannot reach ${url}: ${(cause as Error)?.message}`, { cause });
   }

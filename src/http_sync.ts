@@ -14,6 +14,14 @@
  * database file restored from an older copy, has none of them, and gets its
  * rows back.
  *
+ * A `409 schema_mismatch` is explained: the transport reads the server's
+ * `GET <url>/schema` once (with the same headers, within `timeout` and at
+ * most 10 s; refusals meanwhile share that one request) and throws a
+ * `SyncError("schema_mismatch")` that lists the tables and columns that
+ * differ and says how to fix it (`--schema` on the server, or an updated
+ * client), with the differences in `details.differences`. When the schema
+ * cannot be read, the error says so and keeps the server's own message.
+ *
  * Pushes are cut to `maxPushBytes`. When the server still finds a push too
  * large (413), it is sent again in halves; a single change the server refuses
  * as too large is `rejected` with code `too_large`, alone: it moves to
@@ -21,10 +29,12 @@
  *
  * The pair is composed of pieces with one job each (as Replicache composes
  * its pusher over its fetch call), and this file only wires them up:
- * `http_post.ts` sends one JSON POST and maps failures to `SyncError`s,
- * `http_push.ts` encodes, packs and pushes changes, `http_pull.ts` asks for
- * pages (one ahead), checks and applies them, and `held_ranges.ts` keeps what
- * the pushes name as held for the pulls that follow.
+ * `http_post.ts` sends one JSON request (a POST, or the GET of `/schema`)
+ * and maps failures to `SyncError`s, `http_push.ts` encodes, packs and
+ * pushes changes, `http_pull.ts` asks for pages (one ahead), checks and
+ * applies them, `held_ranges.ts` keeps what the pushes name as held for the
+ * pulls that follow, and `schema_description.ts` says what a schema
+ * mismatch consists of.
  *
  * @example
  * ```ts
@@ -38,13 +48,15 @@
  */
 
 import type { Database } from "./database.ts";
+import { SyncError } from "./errors.ts";
 import { createHeldRanges } from "./held_ranges.ts";
-import { postJson } from "./http_post.ts";
+import { getJson, postJson } from "./http_post.ts";
 import { createPull } from "./http_pull.ts";
 import { createPush } from "./http_push.ts";
 import type { DirtyRow } from "./outbox.ts";
 import type { PushResult } from "./protocol.ts";
 import type { TableDef } from "./schema.ts";
+import { explainSchemaMismatch } from "./schema_description.ts";
 
 /** Options of {@linkcode createHttpSync}. */
 export interface HttpSyncOptions {
@@ -101,21 +113,58 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     typeof options.headers === "function" ? await options.headers() : options.headers ?? {};
   // What a push records, the next pulls name: one store for both sides.
   const held = createHeldRanges();
+  const push = createPush({
+    // Each push request asks for the headers anew (a token may have been renewed).
+    post: async (body) =>
+      postJson(`${base}/push`, body, { fetch: fetchImpl, headers: await headersNow(), timeout }),
+    maxPushBytes: options.maxPushBytes ?? 4 * 1024 * 1024,
+    held,
+  });
+  const pull = createPull({
+    post: (request, headers) =>
+      postJson(`${base}/pull`, request, { fetch: fetchImpl, headers, timeout }),
+    headers: headersNow,
+    held,
+    pullLimit: options.pullLimit,
+  });
+  const explained = explainingMismatches(async () =>
+    getJson(`${base}/schema`, {
+      fetch: fetchImpl,
+      headers: await headersNow(),
+      timeout: Math.min(timeout, SCHEMA_TIMEOUT),
+    })
+  );
   return {
     sendConcurrency: 2,
-    onSend: createPush({
-      // Each push request asks for the headers anew (a token may have been renewed).
-      post: async (body) =>
-        postJson(`${base}/push`, body, { fetch: fetchImpl, headers: await headersNow(), timeout }),
-      maxPushBytes: options.maxPushBytes ?? 4 * 1024 * 1024,
-      held,
-    }),
-    onFetch: createPull({
-      post: (request, headers) =>
-        postJson(`${base}/pull`, request, { fetch: fetchImpl, headers, timeout }),
-      headers: headersNow,
-      held,
-      pullLimit: options.pullLimit,
-    }),
+    onSend: (operations, db) => explained(db, () => push(operations, db)),
+    onFetch: (db, tableTimestamps) => explained(db, () => pull(db, tableTimestamps)),
+  };
+}
+
+/** The longest wait for `GET /schema` after a mismatch, ms: the explanation must not hold the sync up. */
+const SCHEMA_TIMEOUT = 10_000;
+
+// Runs a push or a pull; a 409 `schema_mismatch` it meets is rethrown
+// explained by the server's schema, read once for the refusals that meet it
+// together (two pushes in flight, say) and anew for a later one: the server
+// may have been redeployed meanwhile.
+function explainingMismatches(
+  readSchema: () => Promise<unknown>,
+): <R>(db: Database<Record<string, TableDef>>, run: () => Promise<R>) => Promise<R> {
+  let reading: Promise<unknown> | undefined;
+  const readOnce = (): Promise<unknown> =>
+    reading ??= readSchema().finally(() => {
+      reading = undefined;
+    });
+  return async (db, run) => {
+    try {
+      return await run();
+    } catch (error) {
+      if (
+        !(error instanceof SyncError) || error.code !== "schema_mismatch" ||
+        error.details.status !== 409
+      ) throw error;
+      throw await explainSchemaMismatch(error, db.schema, readOnce);
+    }
   };
 }

@@ -27,6 +27,7 @@ export { encodeChange, type NormalizedRow } from "./normalize.ts";
 export * from "./protocol.ts";
 export * from "./protocol_schemas.ts";
 export { COLUMN_VERSIONS, type Schema, type TableDef } from "./schema.ts";
+export { type SchemaResponse, schemaResponse } from "./schema_description.ts";
 export { empty, id, join, raw, Sql, sql, type SqlPart } from "./sql.ts";
 export { type ColumnInfo, describeTables, type ExtraColumn, type TableInfo } from "./table_info.ts";
 export { describeValue } from "./values.ts";

@@ -20,6 +20,17 @@
  * every change of state, pending count or error, so an app can show
  * "3 changes waiting"; the events are typed ({@linkcode SyncManagerEventMap}).
  *
+ * A failed sync leaves the state `offline` (the server cannot be reached) or
+ * `error`, with the error in `lastError`; every `error` one also fires an
+ * `error` event (detail: the error), so a failure that needs someone's
+ * attention is never silent. Both are retried with backoff. So is a
+ * `schema_mismatch` (client and server declare different schemas): during a
+ * rolling deploy a client meets instances of the old and the new schema for
+ * a while, and gives up on neither. A mismatch that persists is retried as
+ * the capped backoff says (every 30–60 s with the default `maxRetryDelay`),
+ * its `error` event firing each time; with `createHttpSync` its message
+ * names the tables and columns that differ and how to fix it.
+ *
  * The class is the status, the events and the lifecycle; the work is done by
  * pieces with one job each, composed here: `sync_scheduler.ts` decides when a
  * sync runs, `send_pipeline.ts` sends the outbox (`verdicts.ts` reads the
@@ -89,6 +100,11 @@ export interface SyncManagerEventMap {
   synced: CustomEvent<SyncStatus>;
   /** The server refused changes of one batch; the detail is their `_sync_rejected` entries. */
   rejected: CustomEvent<RejectedRow[]>;
+  /**
+   * A sync failed, other than for being offline (state `error`); the detail is
+   * the error, as in `status.lastError` (a `SyncError` from `createHttpSync`).
+   */
+  error: CustomEvent<unknown>;
 }
 
 /** Options of {@linkcode ServerSyncManager}. */
@@ -217,7 +233,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     return this.#scheduler.syncNow();
   }
 
-  /** Listens to `status`, `synced` or `rejected`, with the event's detail typed. */
+  /** Listens to `status`, `synced`, `rejected` or `error`, with the event's detail typed. */
   override addEventListener<K extends keyof SyncManagerEventMap>(
     type: K,
     listener:
@@ -240,7 +256,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     super.addEventListener(type, listener, options);
   }
 
-  /** Removes a listener of `status`, `synced` or `rejected`. */
+  /** Removes a listener of `status`, `synced`, `rejected` or `error`. */
   override removeEventListener<K extends keyof SyncManagerEventMap>(
     type: K,
     listener:
@@ -285,6 +301,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     if (failed) {
       const offline = error instanceof SyncError && error.code === "offline";
       this.#update({ state: offline ? "offline" : "error", lastError: error, ...counted });
+      if (!offline) this.dispatchEvent(new CustomEvent("error", { detail: error }));
       return;
     }
     this.#update({

@@ -26,7 +26,8 @@
  *
  * Requests are dressed with varied content types, authorization headers,
  * routes and methods, and some are sent over a raw socket with chunked or
- * broken framing.
+ * broken framing. `GET /schema` is asked with junk query strings, content
+ * types and credentials ({@linkcode schemaRequests}).
  *
  * @module
  */
@@ -1202,6 +1203,76 @@ export const healthRequest: FuzzRequest = {
   body: { kind: "none" },
   valid: true,
 };
+
+/** Query strings `GET /schema` ignores: empty, malformed escapes, prototype keys, long ones. */
+const SCHEMA_QUERIES: readonly string[] = [
+  "",
+  "?",
+  "?x=1",
+  "?%ZZ",
+  "?a=%00%ff&a=%C0%AF",
+  "?__proto__[a]=1&constructor=1&prototype=1",
+  "?schema=0&protocol=2&tables=",
+  `?q=${"a".repeat(4_000)}`,
+  "?q=%F0%9F%98%80%ED%A0%80",
+  "?&&==&",
+];
+const SCHEMA_AUTHORIZATIONS: readonly (string | undefined)[] = [
+  `Bearer ${ALICE.token}`,
+  `Bearer ${BOB.token}`,
+  undefined,
+  "Bearer wrong",
+  "Bearer __proto__",
+  "Basic YTo=",
+  "Bearer a, Bearer b",
+];
+const SCHEMA_CONTENT_TYPES: readonly (string | undefined)[] = [
+  undefined,
+  "application/json",
+  "text/plain",
+  "multipart/form-data; boundary=x",
+];
+
+/**
+ * `GET /schema` with every junk query, each with another authorization and
+ * content type (the route reads neither query nor body: the credentials
+ * alone decide between 200 and 401), and the methods and paths next to it
+ * that are no route (404).
+ */
+export function schemaRequests(): FuzzRequest[] {
+  const gets = SCHEMA_QUERIES.flatMap((query, i) =>
+    [0, 1, 2].map((j): FuzzRequest => {
+      const authorization = SCHEMA_AUTHORIZATIONS[(i + j * 3) % SCHEMA_AUTHORIZATIONS.length];
+      return {
+        kind: "schema",
+        method: "GET",
+        path: `/schema${query}`,
+        contentType: SCHEMA_CONTENT_TYPES[(i + j) % SCHEMA_CONTENT_TYPES.length],
+        authorization,
+        body: { kind: "none" },
+        valid: authorization === `Bearer ${ALICE.token}` || authorization === `Bearer ${BOB.token}`,
+      };
+    })
+  );
+  const others = ([
+    ["POST", "/schema"],
+    ["PUT", "/schema"],
+    ["DELETE", "/schema"],
+    ["GET", "/schema/"],
+    ["GET", "/SCHEMA"],
+    ["GET", "/schema.json"],
+    ["GET", "/schema/x"],
+  ] as const).map(([method, path]): FuzzRequest => ({
+    kind: "schema/other-route",
+    method,
+    path,
+    contentType: "application/json",
+    authorization: `Bearer ${ALICE.token}`,
+    body: method === "GET" ? { kind: "none" } : { kind: "json", value: {} },
+    valid: false,
+  }));
+  return [...gets, ...others];
+}
 
 /** Requests of every category, from Alice and from Bob. */
 export function requestArb(ctx: FuzzContext): fc.Arbitrary<FuzzRequest> {
