@@ -41,6 +41,7 @@ import {
   type PushResult,
   type Schema,
   type SqlAdapter,
+  SyncError,
   type TableDef,
 } from "../src/internal.ts";
 import { pullJson, type PullOptions } from "./pull.ts";
@@ -156,7 +157,10 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
     options?: PullOptions,
-  ) => pullJson(reads, tables, cursors, limit, options);
+  ) =>
+    reads === adapter
+      ? pullJson(reads, tables, cursors, limit, options)
+      : pullJson(reads, tables, cursors, limit, options).catch(replicaNotReady);
   return {
     schema,
     now,
@@ -167,6 +171,17 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+// A replica that has not received the migration yet has no such table (or
+// column): a passing state, answered 503 so that clients retry, not a 500.
+function replicaNotReady(error: unknown): never {
+  if (/no such (table|column)/i.test(String((error as Error)?.message))) {
+    throw new SyncError("unavailable", "The replica pulls are read from is not ready yet", {
+      cause: error,
+    });
+  }
+  throw error;
 }
 
 // Switches the file to write-ahead logging. Another process opening the file

@@ -40,7 +40,12 @@ export type SyncErrorCode =
   /** Client and server declare different schemas. */
   | "schema_mismatch"
   /** `onSend` returned false: the changes stay in the outbox for the next attempt. */
-  | "send_refused";
+  | "send_refused"
+  /**
+   * The server's database cannot serve the request yet: a replica pulls are
+   * read from has not received the schema. A passing failure (503).
+   */
+  | "unavailable";
 
 /**
  * An error with a stable `code`, thrown by every part of the library.

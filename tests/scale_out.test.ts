@@ -22,6 +22,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
 import { createClient } from "@libsql/client";
+import { createSyncServer } from "../server/app.ts";
+import { openServerDatabase } from "../server/database.ts";
+import { libsqlAdapter } from "../src/libsql.ts";
+import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { syncSchema as schema } from "./fixtures.ts";
 import { skipWithoutSqld, type SqldServer, startSqld } from "./sqld.ts";
 import {
@@ -389,3 +393,31 @@ async function tableExists(url: string): Promise<boolean> {
     client.close();
   }
 }
+
+test("a pull from a replica that has not received the schema yet is 503 unavailable, not a 500", {
+  skip: skipWithoutSqld,
+}, async () => {
+  await using primary = await startSqld();
+  // A database without the tables stands for a replica the migration has not reached.
+  await using behind = await startSqld();
+  const database = await openServerDatabase({
+    adapter: libsqlAdapter(createClient({ url: primary.url })),
+    readAdapter: libsqlAdapter(createClient({ url: behind.url })),
+    schema,
+  });
+  try {
+    const answer = await createSyncServer({ database }).request("/pull", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        protocol: PROTOCOL_VERSION,
+        schema: schema.hash,
+        cursors: { tasks: null },
+      }),
+    });
+    assert.equal(answer.status, 503);
+    assert.equal(((await answer.json()) as { error: { code: string } }).error.code, "unavailable");
+  } finally {
+    await database.close();
+  }
+});
