@@ -6,10 +6,12 @@
  * @module
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 
 /** The JavaScript runtime running the benchmark. */
 export interface RuntimeInfo {
@@ -233,3 +235,27 @@ export type ResultRow = readonly [
   target: string,
   met: string,
 ];
+
+/**
+ * A checkout of commit `rev` of this repository in a temporary directory,
+ * with this checkout's `node_modules` linked in: the "before" side of a
+ * benchmark that compares code versions in one run. `remove` deletes it.
+ */
+export function checkout(rev: string): { readonly path: string; remove(): void } {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const dir = tempDir("declarative-sync-before-");
+  const path = join(dir.path, "tree");
+  const git = (...args: string[]) => {
+    const result = spawnSync("git", args, { cwd: root, encoding: "utf8" });
+    if (result.status !== 0) throw new Error(`git ${args.join(" ")}: ${result.stderr}`);
+  };
+  git("worktree", "add", "--detach", path, rev);
+  symlinkSync(join(root, "node_modules"), join(path, "node_modules"));
+  return {
+    path,
+    remove: () => {
+      git("worktree", "remove", "--force", path);
+      dir.cleanup();
+    },
+  };
+}

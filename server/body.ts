@@ -1,8 +1,9 @@
 /**
  * Reads a request body as JSON, for the sync endpoint: at most `maxBytes`
  * (413 beyond, decided from `Content-Length` when it is sent, before reading
- * anything), UTF-8 only, parsed once. Every way a body can be broken — a
- * connection that fails mid-body, a malformed chunked encoding, bytes that
+ * anything; a body of a declared length is then read in one go, one without
+ * chunk by chunk up to the limit), UTF-8 only, parsed once. Every way a body
+ * can be broken — a connection that fails mid-body, a malformed chunked encoding, bytes that
  * are not UTF-8, text that is not JSON, JSON nested too deep for the parser —
  * is an answer (400 or 413), never an exception for the caller.
  *
@@ -43,26 +44,17 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) return tooLarge;
   if (request.body === null) return malformed("The request has no body");
-
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        reader.cancel().catch(() => undefined);
-        return tooLarge;
-      }
-      chunks.push(value);
-    }
-  } catch {
-    return malformed("The request body could not be read");
+  // A declared length within the limit: the runtime reads the body in one
+  // go (and stops at that length), cheaper than chunk by chunk.
+  const bytes = declared !== null && /^\d+$/.test(declared)
+    ? await readWhole(request)
+    : await readChunks(request.body, maxBytes);
+  // (An in-process Request may carry a header that understates its body.)
+  if (bytes === "too_large" || (bytes !== undefined && bytes.byteLength > maxBytes)) {
+    return tooLarge;
   }
+  if (bytes === undefined) return malformed("The request body could not be read");
 
-  const bytes = chunks.length === 1 ? chunks[0]! : concat(chunks, size);
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -74,6 +66,39 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   } catch {
     return malformed("The request body is not valid JSON");
   }
+}
+
+async function readWhole(request: Request): Promise<Uint8Array | undefined> {
+  try {
+    return new Uint8Array(await request.arrayBuffer());
+  } catch {
+    return undefined;
+  }
+}
+
+// The body chunk by chunk, refused once it passes `maxBytes`.
+async function readChunks(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+): Promise<Uint8Array | "too_large" | undefined> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        reader.cancel().catch(() => undefined);
+        return "too_large";
+      }
+      chunks.push(value);
+    }
+  } catch {
+    return undefined;
+  }
+  return chunks.length === 1 ? chunks[0]! : concat(chunks, size);
 }
 
 function concat(chunks: readonly Uint8Array[], size: number): Uint8Array {

@@ -93,7 +93,10 @@ function start(file: string, args: readonly string[], cwd: string): Child {
   child.stdout!.on("data", (chunk) => (output += chunk));
   child.stderr!.on("data", (chunk) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { process: child, output: () => output, exited };
+  // Without its colours: Deno colours console.log when FORCE_COLOR is set at
+  // all, as the test runner sets it (to 0).
+  // deno-lint-ignore no-control-regex
+  return { process: child, output: () => output.replace(/\x1b\[[0-9;]*m/g, ""), exited };
 }
 
 /** Resolves once `test` holds of the child's output; rejects if it exits first or time runs out. */

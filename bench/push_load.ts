@@ -1,0 +1,279 @@
+/**
+ * Push throughput: 32 clients each pushing batches of 10 new rows to one
+ * endpoint as fast as it answers, over loopback HTTP, for the code of this
+ * checkout ("after") and of an older commit ("before", default `bca089d`:
+ * four round trips per push, one push per write) in the same run, on a
+ * `file:` database (WAL, `synchronous = FULL`) and on a sqld.
+ *
+ * ```sh
+ * node --import tsx bench/push_load.ts                  # server on Node
+ * node --import tsx bench/push_load.ts --server deno     # … on Deno (also bun, all)
+ * node --import tsx bench/push_load.ts --seconds 10 --clients 32 --rows 10 --before bca089d
+ * ```
+ *
+ * The server runs in a child process (`push_server.ts`) of the runtime
+ * `--server` names, so the load and the server share the machine's cores
+ * but not an event loop. The load is plain `fetch` from this process: each
+ * client sends its next push when the last is answered; every push carries
+ * new rows (fresh ids, current versions), so every change is applied — a
+ * write, not a stale no-op. Each answer is checked: 200 and every verdict
+ * `applied`, else the run fails.
+ *
+ * The raw libSQL baseline, measured in the same run: this process writing
+ * the same 10-row batches with `@libsql/client` on a `file:` database in
+ * WAL mode, one `batch` (one transaction, one commit) after the other, as
+ * fast as it can — the commits per second a server doing one write per push
+ * could reach at best. The ratio is the endpoint's pushes per second to it.
+ *
+ * The "before" code comes from `git worktree add` of `--before` into a
+ * temporary directory, with this checkout's `node_modules` linked in.
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import process from "node:process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { createClient } from "@libsql/client";
+import { formatHlc } from "../src/hlc.ts";
+import { PROTOCOL_VERSION } from "../src/protocol.ts";
+import { schema, taskData } from "./fixtures.ts";
+import { checkout, formatNumber, markdownTable, median, tempDir } from "./lib.ts";
+import { startSqld } from "../tests/sqld.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    seconds: { type: "string", default: "10" },
+    clients: { type: "string", default: "32" },
+    rows: { type: "string", default: "10" },
+    before: { type: "string", default: "bca089d" },
+    server: { type: "string", default: "node" },
+    store: { type: "string", default: "file,sqld" },
+    rounds: { type: "string", default: "1" },
+  },
+});
+const seconds = Number(values.seconds);
+const clients = Number(values.clients);
+const rowsPerPush = Number(values.rows);
+const rounds = Number(values.rounds);
+const servers = values.server === "all" ? ["node", "deno", "bun"] : [values.server!];
+const stores = values.store!.split(",");
+
+/** One measured load. */
+interface LoadResult {
+  readonly pushes: number;
+  readonly perSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+}
+
+// The command running `push_server.ts` on `runtime`.
+function serverCommand(runtime: string, args: string[]): { command: string; args: string[] } {
+  const script = join(ROOT, "bench/push_server.ts");
+  const bin = (name: string) => join(ROOT, "node_modules/.bin", name);
+  if (runtime === "deno") {
+    return {
+      command: bin("deno"),
+      args: ["run", "-A", "--config", join(ROOT, "deno.json"), script, ...args],
+    };
+  }
+  if (runtime === "bun") return { command: bin("bun"), args: [script, ...args] };
+  return { command: process.execPath, args: ["--import", "tsx", script, ...args] };
+}
+
+// Starts a server child; resolves with its URL and a stop function.
+async function startServer(
+  runtime: string,
+  root: string,
+  db: string,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const { command, args } = serverCommand(runtime, ["--root", root, "--db", db]);
+  const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  const lines = createInterface({ input: child.stdout! });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the server did not start in 60 s")), 60_000);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(line).url);
+    });
+    child.once("exit", (code) => reject(new Error(`the server exited (${code})`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      child.stdin!.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+let serial = 0;
+// A push of `rowsPerPush` new rows from `client`.
+function pushBody(client: number): string {
+  const changes = [];
+  for (let i = 0; i < rowsPerPush; i++) {
+    const n = serial++;
+    changes.push({
+      table: "tasks",
+      id: `c${client}-${n}`,
+      version: formatHlc({ ms: Date.now(), counter: n % 1e9, nodeId: `client-${client}` }),
+      deleted: false,
+      data: taskData(n),
+    });
+  }
+  return JSON.stringify({
+    protocol: PROTOCOL_VERSION,
+    nodeId: `client-${client}`,
+    schema: schema.hash,
+    changes,
+  });
+}
+
+// `clients` loops pushing for `ms`; every answer must apply every change.
+async function load(url: string, ms: number): Promise<LoadResult> {
+  const latencies: number[] = [];
+  const end = performance.now() + ms;
+  const loop = async (client: number) => {
+    while (performance.now() < end) {
+      const body = pushBody(client);
+      const start = performance.now();
+      const response = await fetch(`${url}/push`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      const answer = await response.json() as { results?: { status: string }[] };
+      latencies.push(performance.now() - start);
+      if (response.status !== 200 || answer.results?.some((r) => r.status !== "applied")) {
+        throw new Error(
+          `push answered ${response.status}: ${JSON.stringify(answer).slice(0, 300)}`,
+        );
+      }
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: clients }, (_, i) => loop(i)));
+  const elapsed = performance.now() - started;
+  latencies.sort((a, b) => a - b);
+  const at = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)]!;
+  return {
+    pushes: latencies.length,
+    perSecond: (latencies.length * 1000) / elapsed,
+    p50: at(0.5),
+    p99: at(0.99),
+  };
+}
+
+// Raw libSQL: the same batches, one transaction each, back to back, for `ms`.
+async function rawBaseline(ms: number): Promise<number> {
+  const dir = tempDir();
+  const client = createClient({ url: `file:${join(dir.path, "raw.db")}` });
+  try {
+    await client.execute("PRAGMA journal_mode = WAL");
+    await client.execute(
+      "CREATE TABLE tasks (system_id TEXT PRIMARY KEY, system_version TEXT, title TEXT, done INTEGER, notes TEXT, priority REAL)",
+    );
+    let commits = 0;
+    let n = 0;
+    const started = performance.now();
+    while (performance.now() - started < ms) {
+      const rows = Array.from({ length: rowsPerPush }, () => {
+        const i = n++;
+        const data = taskData(i);
+        return [
+          `r${i}`,
+          formatHlc({ ms: Date.now(), counter: i % 1e9, nodeId: "raw" }),
+          data.title,
+          data.done,
+          data.notes,
+          data.priority,
+        ];
+      });
+      await client.batch([{
+        sql:
+          "INSERT INTO tasks SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)",
+        args: [JSON.stringify(rows)],
+      }], "write");
+      commits++;
+    }
+    return (commits * 1000) / (performance.now() - started);
+  } finally {
+    client.close();
+    dir.cleanup();
+  }
+}
+
+const before = checkout(values.before!);
+const table: string[][] = [];
+try {
+  for (const runtime of servers) {
+    for (const store of stores) {
+      const results: Record<string, LoadResult[]> = { before: [], after: [] };
+      const raws: number[] = [];
+      for (let round = 0; round < rounds; round++) {
+        for (const [variant, root] of [["before", before.path], ["after", ROOT]] as const) {
+          const dir = tempDir();
+          const sqld = store === "sqld" ? await startSqld() : undefined;
+          const server = await startServer(
+            runtime,
+            root,
+            sqld?.url ?? join(dir.path, "server.db"),
+          );
+          try {
+            await load(server.url, 1_000); // warm-up
+            results[variant]!.push(await load(server.url, seconds * 1_000));
+          } finally {
+            await server.stop();
+            await sqld?.close();
+            dir.cleanup();
+          }
+        }
+        raws.push(await rawBaseline(3_000));
+      }
+      const raw = median(raws);
+      const pick = (variant: string) => {
+        const list = results[variant]!;
+        return {
+          perSecond: median(list.map((r) => r.perSecond)),
+          p50: median(list.map((r) => r.p50)),
+          p99: median(list.map((r) => r.p99)),
+        };
+      };
+      const b = pick("before");
+      const a = pick("after");
+      table.push([
+        runtime,
+        store,
+        `${formatNumber(b.perSecond)} req/s (p50 ${formatNumber(b.p50, 1)}, p99 ${
+          formatNumber(b.p99, 1)
+        } ms)`,
+        `${formatNumber(a.perSecond)} req/s (p50 ${formatNumber(a.p50, 1)}, p99 ${
+          formatNumber(a.p99, 1)
+        } ms)`,
+        `×${formatNumber(a.perSecond / b.perSecond, 2)}`,
+        `${formatNumber(raw)} commits/s`,
+        `${formatNumber(a.perSecond / raw, 2)} (before ${formatNumber(b.perSecond / raw, 2)})`,
+      ]);
+      console.log(JSON.stringify({ runtime, store, before: b, after: a, raw }));
+    }
+  }
+} finally {
+  before.remove();
+}
+console.log(
+  `\n${clients} clients pushing ${rowsPerPush} new rows each, ${seconds} s per run, ${rounds} round(s), before = ${values.before}\n`,
+);
+console.log(markdownTable(
+  ["server", "database", "before", "after", "after / before", "raw libSQL", "after / raw"],
+  table,
+));
