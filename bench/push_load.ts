@@ -13,11 +13,11 @@
  *
  * The server runs in a child process (`push_server.ts`) of the runtime
  * `--server` names, so the load and the server share the machine's cores
- * but not an event loop. The load is plain `fetch` from this process: each
- * client sends its next push when the last is answered; every push carries
- * new rows (fresh ids, current versions), so every change is applied — a
- * write, not a stale no-op. Each answer is checked: 200 and every verdict
- * `applied`, else the run fails.
+ * but not an event loop. The load is autocannon in this process (so the
+ * benchmark itself runs on Node): each connection sends its next push when
+ * the last is answered; every push carries new rows (fresh ids, current
+ * versions), so every change is applied — a write, not a stale no-op. Each
+ * answer is checked: 200 and every verdict `applied`, else the run fails.
  *
  * The raw libSQL baseline, measured in the same run: this process writing
  * the same 10-row batches with `@libsql/client` on a `file:` database in
@@ -38,6 +38,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
+import autocannon from "autocannon";
 import { formatHlc } from "../src/hlc.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { schema, taskData } from "./fixtures.ts";
@@ -138,39 +139,42 @@ function pushBody(client: number): string {
   });
 }
 
-// `clients` loops pushing for `ms`; every answer must apply every change.
+// `clients` connections pushing for `ms` (autocannon: a load generator far
+// lighter than `fetch`, so the machine's cores go to the server); every
+// answer must apply every change.
 async function load(url: string, ms: number): Promise<LoadResult> {
-  const latencies: number[] = [];
-  const end = performance.now() + ms;
-  const loop = async (client: number) => {
-    while (performance.now() < end) {
-      const body = pushBody(client);
-      const start = performance.now();
-      const response = await fetch(`${url}/push`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      });
-      const answer = await response.json() as { results?: { status: string }[] };
-      latencies.push(performance.now() - start);
-      if (response.status !== 200 || answer.results?.some((r) => r.status !== "applied")) {
-        throw new Error(
-          `push answered ${response.status}: ${JSON.stringify(answer).slice(0, 300)}`,
-        );
-      }
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: clients }, (_, i) => loop(i)));
-  const elapsed = performance.now() - started;
-  latencies.sort((a, b) => a - b);
-  const at = (p: number) =>
-    latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)]!;
+  let client = 0;
+  let failure: string | undefined;
+  const result = await autocannon({
+    url: `${url}/push`,
+    connections: clients,
+    duration: ms / 1000,
+    requests: [{
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      setupRequest: (request: Record<string, unknown>) => ({
+        ...request,
+        body: pushBody(client++ % clients),
+      }),
+      onResponse: (status: number, body: string) => {
+        if (
+          status !== 200 || (JSON.parse(body) as { results: { status: string }[] }).results
+            .some((r) => r.status !== "applied")
+        ) {
+          failure ??= `push answered ${status}: ${body.slice(0, 300)}`;
+        }
+      },
+    }],
+  });
+  if (failure !== undefined) throw new Error(failure);
+  if (result.errors > 0 || result.non2xx > 0) {
+    throw new Error(`${result.errors} errors, ${result.non2xx} non-2xx answers`);
+  }
   return {
-    pushes: latencies.length,
-    perSecond: (latencies.length * 1000) / elapsed,
-    p50: at(0.5),
-    p99: at(0.99),
+    pushes: result.requests.total,
+    perSecond: result.requests.total / (ms / 1000),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
   };
 }
 

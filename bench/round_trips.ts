@@ -43,10 +43,39 @@ const runs = Number(values.runs);
 const rows = Number(values.rows);
 const ROOT = new URL("..", import.meta.url).pathname;
 
-/** One operation's median time and the requests it made. */
+/** One operation's median time, the part of it spent waiting on the database, and its requests. */
 interface Figure {
   readonly ms: number;
+  readonly databaseMs?: number;
   readonly requests: number;
+}
+
+// Time spent inside the adapter's calls (an interactive transaction counts
+// whole, with the JavaScript between its statements).
+interface Stopwatch {
+  ms: number;
+}
+
+// `adapter`, adding the time of each call to `watch`.
+// deno-lint-ignore no-explicit-any
+function timed(adapter: any, watch: Stopwatch): any {
+  const time = async <T>(op: () => Promise<T>): Promise<T> => {
+    const start = performance.now();
+    try {
+      return await op();
+    } finally {
+      watch.ms += performance.now() - start;
+    }
+  };
+  return {
+    // deno-lint-ignore no-explicit-any
+    execute: (statement: any) => time(() => adapter.execute(statement)),
+    // deno-lint-ignore no-explicit-any
+    batch: (statements: any, mode: any) => time(() => adapter.batch(statements, mode)),
+    // deno-lint-ignore no-explicit-any
+    transaction: (fn: any) => time(() => adapter.transaction(fn)),
+    close: () => adapter.close(),
+  };
 }
 
 let serial = 0;
@@ -63,22 +92,30 @@ function changes(count: number) {
   });
 }
 
-// Times `op` `runs` times (after `setup` each time, untimed): the median,
-// and the requests the last run made.
+// Times `op` `runs` times: the medians of its time and of the database's
+// part of it (`watch`), and the requests the last run made.
 async function measure(
   proxy: { requests(): number },
   op: () => Promise<unknown>,
+  watch?: Stopwatch,
 ): Promise<Figure> {
   const times: number[] = [];
+  const database: number[] = [];
   let requests = 0;
   for (let i = 0; i < runs; i++) {
     const before = proxy.requests();
+    if (watch !== undefined) watch.ms = 0;
     const start = performance.now();
     await op();
     times.push(performance.now() - start);
+    if (watch !== undefined) database.push(watch.ms);
     requests = proxy.requests() - before;
   }
-  return { ms: median(times), requests };
+  return {
+    ms: median(times),
+    databaseMs: watch === undefined ? undefined : median(database),
+    requests,
+  };
 }
 
 // The figures of the code under `root`.
@@ -87,28 +124,37 @@ async function figuresOf(root: string): Promise<Record<string, Figure>> {
   const { openServerDatabase } = await load("server/database.ts");
   const { libsqlAdapter } = await load("src/libsql.ts");
   const { schema } = await load("bench/fixtures.ts");
+  const watch: Stopwatch = { ms: 0 };
+  // A new database each run: its own sqld.
+  const coldNew = await measure({ requests: () => 0 }, async () => {
+    await using sqld = await startSqld();
+    await using proxy = await startCountingProxy(sqld.url, { delayMs });
+    const adapter = timed(libsqlAdapter(createClient({ url: proxy.url })), watch);
+    await (await openServerDatabase({ adapter, schema })).close();
+  }, watch);
   await using sqld = await startSqld();
   await using proxy = await startCountingProxy(sqld.url, { delayMs });
   const open = () =>
-    openServerDatabase({ adapter: libsqlAdapter(createClient({ url: proxy.url })), schema });
-  const coldNew = await measure(proxy, async () => {
-    await (await open()).close();
-  });
+    openServerDatabase({
+      adapter: timed(libsqlAdapter(createClient({ url: proxy.url })), watch),
+      schema,
+    });
+  await (await open()).close();
   const database = await open();
   try {
     const coldMigrated = await measure(proxy, async () => {
       await (await open()).close();
-    });
+    }, watch);
     const push = await measure(proxy, async () => {
       const { results } = await database.applyPush(changes(rows));
       if (results.some((r: { status: string }) => r.status !== "applied")) {
         throw new Error("a change was not applied");
       }
-    });
+    }, watch);
     const pull = await measure(proxy, async () => {
       const page = await database.pull({ tasks: null }, rows);
       if (page.tasks.rows.length !== rows) throw new Error("a short page");
-    });
+    }, watch);
     return { push, pull, coldMigrated, coldNew };
   } finally {
     await database.close();
@@ -147,14 +193,18 @@ try {
   const after = await figuresOf(ROOT);
   const raw = await rawFigures();
   const cell = (f: Figure | undefined) =>
-    f === undefined ? "—" : `${formatNumber(f.ms, 1)} ms (${f.requests} req.)`;
+    f === undefined
+      ? "—"
+      : `${formatNumber(f.ms, 1)} ms${
+        f.databaseMs === undefined ? "" : `, database ${formatNumber(f.databaseMs, 1)} ms`
+      } (${f.requests} req.)`;
   const ratio = (f: Figure, r: Figure | undefined) =>
     r === undefined ? "—" : formatNumber(f.ms / r.ms, 2);
   const rowsOf = [
     [`push of ${rows} new rows`, "push"],
     [`pull page of ${rows} rows`, "pull"],
     ["cold start, migrated database", "coldMigrated"],
-    ["cold start, new database", "coldNew"],
+    ["cold start, new database (requests not counted)", "coldNew"],
   ] as const;
   console.log(
     `\n${runtimeInfo().label}: ${delayMs} ms per database request (sqld behind a delaying proxy), median of ${runs}, before = ${values.before}\n`,

@@ -43,12 +43,17 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
 
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) return tooLarge;
-  if (request.body === null) return malformed("The request has no body");
   // A declared length within the limit: the runtime reads the body in one
-  // go (and stops at that length), cheaper than chunk by chunk.
-  const bytes = declared !== null && /^\d+$/.test(declared)
-    ? await readWhole(request)
-    : await readChunks(request.body, maxBytes);
+  // go (and stops at that length), cheaper than chunk by chunk — on Node,
+  // @hono/node-server then reads it straight off the socket, without making
+  // a web stream of it (which reading `request.body` would).
+  let bytes: Uint8Array | "too_large" | undefined;
+  if (declared !== null && /^\d+$/.test(declared)) {
+    bytes = await readWhole(request);
+  } else {
+    if (request.body === null) return malformed("The request has no body");
+    bytes = await readChunks(request.body, maxBytes);
+  }
   // (An in-process Request may carry a header that understates its body.)
   if (bytes === "too_large" || (bytes !== undefined && bytes.byteLength > maxBytes)) {
     return tooLarge;

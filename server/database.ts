@@ -16,8 +16,8 @@
  * Verdicts are described where they are made, in `push.ts`.
  *
  * This module composes the parts, each in its own module: the sequence column
- * and its migration (`sequence.ts`), the push (`push.ts`) and its shared
- * commits (`group_commit.ts`), the pull (`pull.ts`) and the scope rules both
+ * and its migration (`sequence.ts`), the push (`push.ts`), its statements
+ * (`push_plan.ts`) and shared commits (`group_commit.ts`), the pull (`pull.ts`) and the scope rules both
  * follow (`scope.ts`).
  *
  * @example
@@ -45,8 +45,7 @@ import {
   type TableDef,
 } from "../src/internal.ts";
 import { pullJson, type PullOptions } from "./pull.ts";
-import { applyPush, type PushOutcome } from "./push.ts";
-import { createGroupCommit } from "./group_commit.ts";
+import { applyPush, createPushWriter, type PushOutcome } from "./push.ts";
 import type { Principal } from "./scope.ts";
 import { sequenceExtension } from "./sequence.ts";
 
@@ -141,7 +140,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
   const reads = options.readAdapter ?? adapter;
-  const writes = createGroupCommit(adapter);
+  const writes = createPushWriter(adapter);
   if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, sequenceExtension);
 

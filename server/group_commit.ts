@@ -1,12 +1,11 @@
 /**
  * Group commit: the writes that reach one endpoint instance while a write is
  * running are applied together in the next one — one batch, one commit, one
- * sync to disk, one round trip to a remote database — and each gets back the
- * results of its own statements.
+ * sync to disk, one round trip to a remote database — and each gets back its
+ * own result. How writes are put together is the caller's (`push_plan.ts`
+ * merges pushes into shared statements, as if applied one after another).
  *
- * A write's statements stay together and in order inside the batch, so each
- * write is atomic as before, and sees the state the writes before it in the
- * batch left. The batch is one transaction: when it fails, nothing of it was
+ * The batch is one transaction: when it fails, nothing of it was
  * applied, and each of its writes is run again alone, so a failing write
  * (a constraint an operator added, a value the database refuses) fails by
  * itself and takes no other down. A write is answered only after the batch
@@ -20,24 +19,21 @@
  *
  * @example
  * ```ts
- * const group = createGroupCommit(adapter);
+ * const group = createGroupCommit((pushes: PendingPush[]) => commitTogether(pushes));
  * const [a, b] = await Promise.all([group.write(first), group.write(second)]); // one batch
  * ```
  *
  * @module
  */
 
-import type { SqlAdapter, SqlResult, SqlStatement } from "../src/internal.ts";
-
-/** Writes statements in shared batches: {@linkcode createGroupCommit}. */
-export interface GroupCommit {
+/** Commits writes in shared batches: {@linkcode createGroupCommit}. */
+export interface GroupCommit<W, R> {
   /**
-   * Runs `statements` in order in a write batch, possibly with other writes
-   * before and after them, and resolves with their own results once the
-   * batch committed. `weight` (default: the statement count) is what the
-   * write counts against {@linkcode GroupCommitOptions.maxWeight}.
+   * Commits `write`, possibly together with others, and resolves with its
+   * own result once the batch holding it committed. `weight` (default 1) is
+   * what it counts against {@linkcode GroupCommitOptions.maxWeight}.
    */
-  write(statements: readonly SqlStatement[], weight?: number): Promise<SqlResult[]>;
+  write(write: W, weight?: number): Promise<R>;
 }
 
 /** Options of {@linkcode createGroupCommit}. */
@@ -50,10 +46,10 @@ export interface GroupCommitOptions {
   readonly maxWeight?: number;
 }
 
-interface Pending {
-  readonly statements: readonly SqlStatement[];
+interface Pending<W, R> {
+  readonly write: W;
   readonly weight: number;
-  readonly resolve: (results: SqlResult[]) => void;
+  readonly resolve: (result: R) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -66,40 +62,42 @@ const nextTurn: (run: () => void) => void = (() => {
 })();
 
 /**
- * Writes through `adapter` in shared batches, one batch at a time.
+ * Commits writes with `commit`, one batch at a time: `commit(writes)` must
+ * apply all of them in one transaction (all or none) and answer one result
+ * per write, in order.
  *
  * @example
  * ```ts
- * const group = createGroupCommit(adapter);
- * const [result] = await group.write([{ sql: "INSERT INTO t VALUES (?)", args: [1] }]);
+ * const group = createGroupCommit(async (rows: string[]) => {
+ *   await adapter.batch(rows.map((row) => ({ sql: "INSERT INTO t VALUES (?)", args: [row] })));
+ *   return rows.map(() => true);
+ * });
+ * await Promise.all([group.write("a"), group.write("b")]); // one batch
  * ```
  */
-export function createGroupCommit(
-  adapter: SqlAdapter,
+export function createGroupCommit<W, R>(
+  commit: (writes: readonly W[]) => Promise<readonly R[]>,
   options: GroupCommitOptions = {},
-): GroupCommit {
+): GroupCommit<W, R> {
   const maxWeight = options.maxWeight ?? DEFAULT_MAX_WEIGHT;
-  const queue: Pending[] = [];
+  const queue: Pending<W, R>[] = [];
   let draining = false;
 
   // Commits `group` as one batch; if it fails, each of its writes alone.
-  const commit = async (group: readonly Pending[]): Promise<void> => {
-    let results: SqlResult[];
+  const commitGroup = async (group: readonly Pending<W, R>[]): Promise<void> => {
+    let results: readonly R[];
     try {
-      results = await adapter.batch(group.flatMap((p) => p.statements));
+      results = await commit(group.map((p) => p.write));
     } catch (error) {
       if (group.length === 1) return group[0]!.reject(error);
-      for (const pending of group) await commit([pending]);
+      for (const pending of group) await commitGroup([pending]);
       return;
     }
-    let offset = 0;
-    for (const pending of group) {
-      pending.resolve(results.slice(offset, offset += pending.statements.length));
-    }
+    group.forEach((pending, i) => pending.resolve(results[i]!));
   };
 
   // The writes waiting, up to `maxWeight` of them (at least one).
-  const take = (): Pending[] => {
+  const take = (): Pending<W, R>[] => {
     let weight = 0;
     let count = 0;
     while (count < queue.length && (count === 0 || weight + queue[count]!.weight <= maxWeight)) {
@@ -109,14 +107,14 @@ export function createGroupCommit(
   };
 
   const drain = async (): Promise<void> => {
-    while (queue.length > 0) await commit(take());
+    while (queue.length > 0) await commitGroup(take());
     draining = false;
   };
 
   return {
-    write: (statements, weight = statements.length) =>
-      new Promise<SqlResult[]>((resolve, reject) => {
-        queue.push({ statements, weight, resolve, reject });
+    write: (write, weight = 1) =>
+      new Promise<R>((resolve, reject) => {
+        queue.push({ write, weight, resolve, reject });
         if (draining) return;
         draining = true;
         nextTurn(() => void drain());
