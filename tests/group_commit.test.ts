@@ -46,7 +46,7 @@ async function open(t: { after(fn: () => void): void }) {
     ...inner,
     batch: (statements, mode) => (batches++, inner.batch(statements, mode)),
   };
-  const database = await openServerDatabase({ adapter, schema });
+  const database = await openServerDatabase({ adapter, schema, journalMode: "wal" });
   t.after(async () => {
     await database.close();
     dir.cleanup();
@@ -58,7 +58,10 @@ const statuses = (outcome: { results: { status: string; code?: string }[] }) =>
   outcome.results.map((r) => r.code ?? r.status);
 
 test("pushes that arrive together share one batch; a later push of the group sees the earlier ones", async (t) => {
-  const { database, batches } = await open(t);
+  const { database, batches, raw } = await open(t);
+  // Answered only once on disk: every commit is synced (FULL), also in WAL mode.
+  const { rows: [sync] } = await raw.execute("PRAGMA synchronous");
+  assert.equal(Number(Object.values(sync!)[0]), 2);
   const now = Date.now();
   const start = batches();
   const [a, b, c] = await Promise.all([
