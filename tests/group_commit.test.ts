@@ -51,16 +51,16 @@ async function open(t: { after(fn: () => void): void }) {
     await database.close();
     dir.cleanup();
   });
-  return { database, batches: () => batches, raw };
+  return { database, batches: () => batches, raw, adapter: inner };
 }
 
 const statuses = (outcome: { results: { status: string; code?: string }[] }) =>
   outcome.results.map((r) => r.code ?? r.status);
 
 test("pushes that arrive together share one batch; a later push of the group sees the earlier ones", async (t) => {
-  const { database, batches, raw } = await open(t);
-  // Answered only once on disk: every commit is synced (FULL), also in WAL mode.
-  const { rows: [sync] } = await raw.execute("PRAGMA synchronous");
+  const { database, batches, adapter } = await open(t);
+  // Answered only once on disk: the server's connection syncs every commit (FULL), in WAL mode.
+  const { rows: [sync] } = await adapter.execute({ sql: "PRAGMA synchronous" });
   assert.equal(Number(Object.values(sync!)[0]), 2);
   const now = Date.now();
   const start = batches();
