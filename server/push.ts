@@ -137,7 +137,7 @@ export async function applyPush(
     write = await writes.write(push, changes.length);
   } catch (error) {
     if (!isConstraint(error)) throw error;
-    const plan = planPushes([push]);
+    const plan = planPushes([push], { returning: true });
     write = readPushes(
       plan,
       await adapter.transaction((tx) => applyOneByOne(tx, plan, results)),

@@ -12,7 +12,10 @@
  * the stored sequence, in order, returns the rows it applied, and is
  * followed by the statement that moves the sequence on (`sequence.ts`). The
  * conflict clause decides `applied` or `stale`, and never writes a row
- * stored under another scope. After the writes, one query per push and
+ * stored under another scope. Which rows it applied, the UPSERT returns; on
+ * a table without a scope column, whose sequence has an index of its own,
+ * the query after it answers their positions as one value instead (the rows
+ * holding the numbers it gave), which spares a result row per row. After the writes, one query per push and
  * scoped table finds its rows stored under another principal's scope
  * (`forbidden`): a stored row's scope never changes, so what the query finds
  * at the end is what the push met.
@@ -36,14 +39,17 @@ import {
   type ColumnInfo,
   groupByColumns,
   type HeldRange,
+  id,
   type NormalizedRow,
+  raw,
+  sql,
   type SqlResult,
   type SqlStatement,
   type TableInfo,
   upsertStatement,
 } from "../src/internal.ts";
 import { enforcedScope, othersStatement, type Principal, rowsOfOthers } from "./scope.ts";
-import { advanceSequenceStatement, SEQUENCE_BASE, SEQUENCE_COLUMN } from "./sequence.ts";
+import { advanceSequenceStatement, seq, SEQUENCE_BASE, SEQUENCE_COLUMN } from "./sequence.ts";
 
 /** A change that passed the checks before SQL, at its position in its push. */
 export interface Accepted {
@@ -85,7 +91,16 @@ export interface Chunk {
   readonly columns: readonly ColumnInfo[];
   readonly members: readonly Member[];
   readonly scoped: boolean;
-  /** The index of its UPSERT in `statements`; the sequence's advance follows it. */
+  /**
+   * How the plan learns which rows it applied: the UPSERT returns them, or
+   * (`"seek"`, where the sequence has an index of its own) the query right
+   * after it answers their positions, from the numbers they now hold.
+   */
+  readonly applied: "returning" | "seek";
+  /**
+   * The index of its UPSERT in `statements`; the query of its applied rows
+   * (`"seek"`) and the sequence's advance follow it.
+   */
   readonly statement: number;
 }
 
@@ -108,8 +123,15 @@ export interface PushPlan {
 /** Rows per UPSERT statement on the server. */
 export const ROWS_PER_STATEMENT = 500;
 
-/** The statements writing `pushes` together, in order. */
-export function planPushes(pushes: readonly PendingPush[]): PushPlan {
+/**
+ * The statements writing `pushes` together, in order. With `returning`,
+ * every UPSERT returns the rows it applied (a plan run statement by
+ * statement, whose chunks may be written row by row).
+ */
+export function planPushes(
+  pushes: readonly PendingPush[],
+  { returning = false }: { readonly returning?: boolean } = {},
+): PushPlan {
   const plan: PushPlan = { statements: [], pushes: pushes.length, chunks: [], others: [] };
   for (const [info, members] of membersByTable(pushes)) {
     // Scoped and unscoped writes take different UPSERTs (one server config
@@ -118,7 +140,9 @@ export function planPushes(pushes: readonly PendingPush[]): PushPlan {
       const share = members.filter((m) =>
         (enforcedScope(info, pushes[m.push]!.principal) !== undefined) === scoped
       );
-      for (const round of byOccurrence(share)) addRound(plan, info, round, scoped);
+      // The sequence column has an index of its own only on tables without a scope.
+      const applied = returning || info.def.scope !== undefined ? "returning" : "seek";
+      for (const round of byOccurrence(share)) addRound(plan, info, round, { scoped, applied });
     }
   }
   pushes.forEach(({ accepted, principal }, push) => {
@@ -139,11 +163,9 @@ export function readPushes(plan: PushPlan, answers: readonly SqlResult[]): PushW
     forbidden: new Set<number>(),
     held: [] as HeldRange[],
   }));
-  for (const { members, statement } of plan.chunks) {
-    const numbers = new Map<string, number>();
-    for (const row of answers[statement]!.rows) {
-      numbers.set(String(row.system_id), Number(row[SEQUENCE_COLUMN]));
-    }
+  for (const chunk of plan.chunks) {
+    const { members } = chunk;
+    const numbers = appliedNumbers(chunk, answers);
     // Per push, the run of numbers its rows of this statement got.
     const runs = new Map<number, HeldRange>();
     for (const { push, item } of members) {
@@ -173,9 +195,41 @@ export function readPushes(plan: PushPlan, answers: readonly SqlResult[]): PushW
 /** The UPSERT of a chunk's rows, numbered from the sequence. */
 export function upsertOf(chunk: Omit<Chunk, "statement">): SqlStatement {
   return upsertStatement(chunk.info, chunk.columns, chunk.members.map((m) => m.item.row), {
-    stamp: { column: SEQUENCE_COLUMN, base: SEQUENCE_BASE },
+    stamp: {
+      column: SEQUENCE_COLUMN,
+      base: SEQUENCE_BASE,
+      returning: chunk.applied === "returning",
+    },
     scoped: chunk.scoped,
   });
+}
+
+// The query, right after a chunk's UPSERT and before the sequence moves,
+// answering the sequence's last number and the positions (in the chunk) of
+// the rows that hold the numbers the UPSERT gave: the rows it applied. One
+// value instead of a result row per row; the index on the sequence finds them.
+function appliedPositionsStatement(info: TableInfo, count: number): SqlStatement {
+  const base = raw(SEQUENCE_BASE);
+  return sql`SELECT ${base} AS base, (SELECT json_group_array(${seq} - ${base} - 1)
+    FROM ${id(info.name)} WHERE ${seq} > ${base} AND ${seq} <= ${base} + ${raw(String(count))})
+    AS positions`;
+}
+
+// Row id → the number it holds, for each row `chunk` applied.
+function appliedNumbers(chunk: Chunk, answers: readonly SqlResult[]): Map<string, number> {
+  const numbers = new Map<string, number>();
+  if (chunk.applied === "returning") {
+    for (const row of answers[chunk.statement]!.rows) {
+      numbers.set(String(row.system_id), Number(row[SEQUENCE_COLUMN]));
+    }
+    return numbers;
+  }
+  const answer = answers[chunk.statement + 1]!.rows[0];
+  const base = Number(answer?.base);
+  for (const position of JSON.parse(String(answer?.positions ?? "[]")) as number[]) {
+    numbers.set(chunk.members[position]!.item.row.id, base + position + 1);
+  }
+  return numbers;
 }
 
 // The group's changes per table, in push order.
@@ -193,15 +247,24 @@ function membersByTable(pushes: readonly PendingPush[]): Map<TableInfo, Member[]
 
 // One round (at most one change per row): per column set, UPSERTs of at most
 // ROWS_PER_STATEMENT rows, each followed by the sequence's advance.
-function addRound(plan: PushPlan, info: TableInfo, round: readonly Member[], scoped: boolean) {
+function addRound(
+  plan: PushPlan,
+  info: TableInfo,
+  round: readonly Member[],
+  how: Pick<Chunk, "scoped" | "applied">,
+) {
   const byRow = new Map(round.map((m) => [m.item.row, m]));
   for (const group of groupByColumns(info, round.map((m) => m.item.row))) {
     const members = group.rows.map((row) => byRow.get(row)!);
     for (let start = 0; start < members.length; start += ROWS_PER_STATEMENT) {
       const slice = members.slice(start, start + ROWS_PER_STATEMENT);
-      const chunk = { info, columns: group.columns, members: slice, scoped };
+      const chunk = { info, columns: group.columns, members: slice, ...how };
       plan.chunks.push({ ...chunk, statement: plan.statements.length });
-      plan.statements.push(upsertOf(chunk), advanceSequenceStatement(slice.length));
+      plan.statements.push(upsertOf(chunk));
+      if (how.applied === "seek") {
+        plan.statements.push(appliedPositionsStatement(info, slice.length));
+      }
+      plan.statements.push(advanceSequenceStatement(slice.length));
     }
   }
 }

@@ -211,14 +211,21 @@ export interface StampColumn {
    * before the first row's: e.g. a scalar subquery reading a counter.
    */
   readonly base: string;
+  /**
+   * Whether the statement returns the rows it applied (default true); a
+   * caller that can find them by their numbers leaves it out, which spares
+   * a result row per row.
+   */
+  readonly returning?: boolean;
 }
 
 /** Options of {@linkcode upsertStatement}. */
 export interface UpsertOptions {
   /**
    * Each row written also gets a number; the statement answers the rows it
-   * applied (`RETURNING system_id` and the stamp column): a row whose change
-   * lost is not written, so it is not returned.
+   * applied (`RETURNING system_id` and the stamp column, unless
+   * `returning` is false): a row whose change lost is not written, so it is
+   * not returned.
    */
   readonly stamp?: StampColumn;
   /**
@@ -279,7 +286,7 @@ function upsertSql(
 ): string {
   let cache = upsertSqlCache.get(info);
   if (cache === undefined) upsertSqlCache.set(info, cache = new Map());
-  const key = `${stamp?.column ?? ""}:${stamp?.base ?? ""}:${scoped}:${
+  const key = `${stamp?.column ?? ""}:${stamp?.base ?? ""}:${stamp?.returning ?? true}:${scoped}:${
     carried.map((c) => c.name).join(",")
   }`;
   let sql = cache.get(key);
@@ -303,7 +310,7 @@ function upsertSql(
       // `key` is the row's index in the JSON array: numbers follow row order.
       selected.push(`(${stamp.base}) + key + 1`);
       sets.push(`${column} = excluded.${column}`);
-      returning = ` RETURNING system_id, ${column}`;
+      if (stamp.returning !== false) returning = ` RETURNING system_id, ${column}`;
     }
     sql = `INSERT INTO ${t} (${columns.join(", ")}) ` +
       `SELECT ${selected.join(", ")} FROM json_each(?) WHERE true ` +
