@@ -74,7 +74,9 @@ export async function migrate(
   tables: ReadonlyMap<string, TableInfo>,
   extension?: MigrationExtension,
 ): Promise<StoredMeta> {
-  const hash = extension === undefined ? schema.hash : `${schema.hash}/${extension.name}`;
+  const hash = extension === undefined
+    ? schema.migrationHash
+    : `${schema.migrationHash}/${extension.name}`;
   const names = [...tables.keys()];
   let state = await readStoredState(adapter, names);
   for (let attempt = 1;; attempt++) {

@@ -97,12 +97,21 @@ export interface TableDef<C extends Columns = Columns, S extends boolean = boole
   readonly scope: string | undefined;
 }
 
-/** A schema: the declared tables and a hash that changes whenever they do. */
+/** A schema: the declared tables, and hashes that change whenever they do. */
 export interface Schema<T extends Record<string, TableDef> = Record<string, TableDef>> {
   /** The tables, by name. */
   readonly tables: T;
-  /** A stable hash of the declarations, compared on open and sent by the sync protocol. */
+  /**
+   * A stable hash of the synced tables' declarations, sent by the sync
+   * protocol: a client and a server agree exactly when their synced tables
+   * do. Local-only tables are each side's own and do not count.
+   */
   readonly hash: string;
+  /**
+   * A stable hash of every declaration, local-only tables included, stored
+   * by a migrated database: a change to any table migrates it.
+   */
+  readonly migrationHash: string;
 }
 
 /** The value type of a column. */
@@ -314,7 +323,14 @@ export function defineSchema<const T extends Record<string, TableDef>>(tables: T
       );
     }
   }
-  return { tables, hash: hashString(canonicalSchema(tables)) };
+  const synced = Object.fromEntries(
+    Object.entries(tables).filter(([, table]) => table.withSystemColumns),
+  );
+  return {
+    tables,
+    hash: hashString(canonicalSchema(synced)),
+    migrationHash: hashString(canonicalSchema(tables)),
+  };
 }
 
 // SQL identifiers are case-insensitive: `Title` and `title` are one column.

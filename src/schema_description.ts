@@ -17,9 +17,8 @@
  * ({@linkcode explainSchemaMismatch}).
  *
  * Local-only tables are left out of a description unless asked for: what a
- * client keeps to itself is not the server's business. They do count in the
- * schema hash both ends compare, though, so a mismatch in which the synced
- * tables agree is explained as one of local-only tables.
+ * client keeps to itself is not the server's business, and the schema hash
+ * both ends compare does not count them either.
  *
  * Tables, columns and indexes are lists of named entries, sorted as the hash
  * sorts them, rather than objects keyed by name: a table may be called
@@ -464,18 +463,12 @@ export async function explainSchemaMismatch(
       { cause: original, details },
     );
   }
-  const local = describeSchema(schema, { localTables: true })
-    .filter((table) => !table.synced)
-    .map((table) => table.name);
-  const mine = local.length === 0
-    ? "this client declares none"
-    : `this client declares ${local.join(", ")}`;
   return new SyncError(
     "schema_mismatch",
-    `Client and server declare the same synced tables, but different schemas ${context}: ` +
-      `the schema hash also counts local-only tables, and they differ (${mine}). ` +
-      `Declare the same local-only tables on both ends (importing one schema module on both ` +
-      `does), or ${fix}.`,
+    `The server refused this client's schema ${context}, though GET /schema describes the same ` +
+      `synced tables (client ${schema.hash}, server ${server.schema}): the two ends hash them ` +
+      `differently, as versions of this library far apart may. Use the same version on both, ` +
+      `or ${fix}.`,
     { cause: original, details },
   );
 }
