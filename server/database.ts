@@ -77,6 +77,14 @@ export interface ServerDatabaseOptions<T extends Record<string, TableDef>> {
    * journal's several (`server/main.ts` uses it for `file:` databases).
    */
   journalMode?: "wal";
+  /**
+   * Whether pushes that arrive while a write runs share the next one
+   * (default true: `group_commit.ts`). `false` writes each push in a batch
+   * of its own, at once — for a host whose requests must not wait on work
+   * another request started (Cloudflare Workers cancels what a request left
+   * behind when it ends; `createEdgeServer` turns it off).
+   */
+  groupCommit?: boolean;
 }
 
 /** The server side of sync. */
@@ -140,7 +148,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   const defaultMaxDrift = options.maxDrift ?? DEFAULT_MAX_DRIFT_MS;
   const tables = describeTables(schema.tables);
   const reads = options.readAdapter ?? adapter;
-  const writes = createPushWriter(adapter);
+  const writes = createPushWriter(adapter, { group: options.groupCommit ?? true });
   if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, sequenceExtension);
 

@@ -129,7 +129,13 @@ export function createEdgeServer<T extends Record<string, TableDef>>(
     const { createClient } = await import("@libsql/client/web");
     const adapter = libsqlAdapter(createClient({ url, authToken }));
     try {
-      const database = await openServerDatabase({ adapter, schema: options.schema });
+      // Each request writes its own pushes: on Workers, work one request
+      // leaves to another is cancelled when the first one ends.
+      const database = await openServerDatabase({
+        adapter,
+        schema: options.schema,
+        groupCommit: false,
+      });
       return createSyncServer({
         database,
         authorize: options.authorize,

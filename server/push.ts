@@ -95,13 +95,19 @@ export type PushWriter = GroupCommit<PendingPush, PushWrite>;
 
 /**
  * The writer of `adapter`'s pushes: pushes that arrive while a write runs
- * share the next batch and its statements (`push_plan.ts`).
+ * share the next batch and its statements (`push_plan.ts`); without `group`,
+ * each push is written at once, in a batch of its own.
  */
-export function createPushWriter(adapter: SqlAdapter): PushWriter {
-  return createGroupCommit(async (pushes: readonly PendingPush[]) => {
+export function createPushWriter(
+  adapter: SqlAdapter,
+  { group = true }: { readonly group?: boolean } = {},
+): PushWriter {
+  const commit = async (pushes: readonly PendingPush[]) => {
     const plan = planPushes(pushes);
     return readPushes(plan, await adapter.batch(plan.statements));
-  });
+  };
+  if (!group) return { write: async (push) => (await commit([push]))[0]! };
+  return createGroupCommit(commit);
 }
 
 /**

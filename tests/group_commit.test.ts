@@ -37,7 +37,7 @@ const todo = (id: string, ms: number, owner: string): PushChange => ({
 });
 
 // A server database over a file whose adapter counts its batches.
-async function open(t: { after(fn: () => void): void }) {
+async function open(t: { after(fn: () => void): void }, groupCommit?: boolean) {
   const dir = tempDir();
   const raw = createClient({ url: `file:${join(dir.path, "server.db")}` });
   const inner = libsqlAdapter(raw);
@@ -46,7 +46,7 @@ async function open(t: { after(fn: () => void): void }) {
     ...inner,
     batch: (statements, mode) => (batches++, inner.batch(statements, mode)),
   };
-  const database = await openServerDatabase({ adapter, schema, journalMode: "wal" });
+  const database = await openServerDatabase({ adapter, schema, journalMode: "wal", groupCommit });
   t.after(async () => {
     await database.close();
     dir.cleanup();
@@ -148,4 +148,16 @@ test("in one group, a row one principal inserts is forbidden to another principa
   assert.deepEqual(statuses(bob), ["forbidden", "applied"]);
   const mine = await database.pull({ todos: null }, 10, { principal: { id: "alice" } });
   assert.deepEqual(mine.todos!.rows.map((r) => [r.id, r.data.owner]), [["t1", "alice"]]);
+});
+
+test("with groupCommit false each push is written at once, in a batch of its own", async (t) => {
+  const { database, batches } = await open(t, false);
+  const now = Date.now();
+  const start = batches();
+  const outcomes = await Promise.all([
+    database.applyPush([person("s1", now, "one")]),
+    database.applyPush([person("s1", now + 1, "two")]),
+  ]);
+  assert.equal(batches() - start, 2);
+  assert.deepEqual(outcomes.map(statuses), [["applied"], ["applied"]]);
 });
