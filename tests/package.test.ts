@@ -35,6 +35,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { schema as exampleSchema } from "../examples/schema.ts";
 import { tempDir } from "./helpers.ts";
+import { startServerChild } from "./server_child.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const fixtures = fileURLToPath(new URL("./package_fixtures/", import.meta.url));
@@ -137,38 +138,7 @@ function assertSynced(report: Record<string, unknown>, runtime: string): void {
 // process group, so that a server below npm's shell is ended with it should
 // the test fail.
 function startServer(cwd: string, command: string, args: readonly string[]) {
-  const child = spawn(command, args, {
-    cwd,
-    env: userEnv(),
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-  const url = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no server URL in:\n${output}`)), 30_000);
-    child.stdout.on("data", () => {
-      const match = /server on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match === null) return;
-      clearTimeout(timer);
-      resolve(match[1]!);
-    });
-    exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited:\n${output}`));
-    });
-  });
-  url.catch(() => undefined);
-  const killGroup = () => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {
-      // The group is gone already.
-    }
-  };
-  return { child, url, exited, output: () => output, killGroup };
+  return startServerChild(command, args, { cwd, env: userEnv(), detached: true });
 }
 
 async function until(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {

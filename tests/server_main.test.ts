@@ -16,6 +16,7 @@ import { openServerDatabase } from "../server/database.ts";
 import { schema } from "../examples/schema.ts";
 import { tempDir } from "./helpers.ts";
 import { post } from "./sync_helpers.ts";
+import { startServerChild } from "./server_child.ts";
 
 const main = fileURLToPath(new URL("../server/main.ts", import.meta.url));
 // The npm package's bin (`declarative-sync`), run from its source.
@@ -117,36 +118,10 @@ test("server/main.ts serves an embedded file behind bearer tokens and stops on S
   }
 });
 
-// Starts `command args`, resolves with the URL the server prints and the child.
+// Starts `command args`: the URL the server prints, the child, its output.
 // `detached`: in a process group of its own, which `killGroup` ends whole.
 function startChild(command: string, args: readonly string[], detached = false) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached });
-  let output = "";
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const url = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no server URL in:\n${output}`)), 30_000);
-    child.stdout.on("data", () => {
-      const match = /server on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match === null) return;
-      clearTimeout(timer);
-      resolve(match[1]!);
-    });
-    exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited:\n${output}`));
-    });
-  });
-  url.catch(() => undefined);
-  const killGroup = () => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {
-      // The group is gone already.
-    }
-  };
-  return { child, url, exited, output: () => output, killGroup };
+  return startServerChild(command, args, { detached });
 }
 
 // True once nothing answers at `url` (within `ms`).
