@@ -43,6 +43,7 @@ export {
   type AllOptions,
   type BatchCompletion,
   type Database,
+  type DatabaseChange,
   type DatabaseOperations,
   type DirtyRowsOptions,
   openDatabase,

@@ -170,6 +170,17 @@ export interface DatabaseOperations<T extends Record<string, TableDef>> {
 /** The operations available inside `transaction(fn)`. */
 export type Transaction<T extends Record<string, TableDef>> = DatabaseOperations<T>;
 
+/** What {@linkcode Database.onChange} tells a listener. */
+export interface DatabaseChange {
+  /**
+   * The tables the change touched: declared tables, and `_sync_rejected`
+   * when a refused change was set aside, retried or discarded.
+   */
+  readonly tables: readonly string[];
+  /** `"local"` for this replica's own writes, `"remote"` for a merge of server changes. */
+  readonly source: "local" | "remote";
+}
+
 /** A local database. */
 export interface Database<T extends Record<string, TableDef> = Record<string, TableDef>>
   extends DatabaseOperations<T> {
@@ -182,10 +193,14 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   /** Runs `fn` in one write transaction: commit on resolve, rollback on throw. */
   transaction<R>(fn: (tx: Transaction<T>) => Promise<R>): Promise<R>;
   /**
-   * Calls `listener` after every committed local write (not after merging
-   * server changes); returns the function that unsubscribes it.
+   * Calls `listener` after every committed change — a local write, a
+   * committed `transaction` (never a rolled-back one), a merge by
+   * `applyServerChanges` that changed rows, a retried or discarded
+   * rejection — with the tables it changed and where it came from; returns
+   * the function that unsubscribes it. A listener that throws affects
+   * neither the other listeners nor the write (its error is reported).
    */
-  onChange(listener: () => void): () => void;
+  onChange(listener: (change: DatabaseChange) => void): () => void;
   /**
    * Merges a pull response's `changes` (last-write-wins) and stores each table's cursor,
    * in one transaction.
@@ -260,24 +275,33 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     }
     return info;
   };
-  const listeners = new Set<() => void>();
-  const changed = () => {
-    for (const listener of listeners) listener();
+  const listeners = new Set<(change: DatabaseChange) => void>();
+  const changed = (tables: readonly string[], source: DatabaseChange["source"]) => {
+    if (tables.length === 0 || listeners.size === 0) return;
+    const change: DatabaseChange = { tables, source };
+    for (const listener of [...listeners]) {
+      try {
+        listener(change);
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
   };
+  const local = (table: string) => changed([table], "local");
 
   return {
-    ...operations<T>(adapter, tableInfo, hlc, changed),
+    ...operations<T>(adapter, tableInfo, hlc, local),
     ...outboxOperations(adapter, tables),
-    ...rejectionOperations(adapter, tables, tableInfo, hlc),
+    ...rejectionOperations(adapter, tables, tableInfo, hlc, changed),
     schema,
     hlc,
     nodeId,
     async transaction(fn) {
-      let wrote = false;
+      const wrote = new Set<string>();
       const result = await adapter.transaction((tx) =>
-        fn(operations(tx, tableInfo, hlc, () => (wrote = true), true))
+        fn(operations(tx, tableInfo, hlc, (table) => wrote.add(table), true))
       );
-      if (wrote) changed();
+      changed([...wrote], "local");
       return result;
     },
     onChange(listener) {
@@ -290,6 +314,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       await adapter.transaction((tx) => writeServerChanges(tx, plans, hlc));
       const received: Record<string, number> = {};
       for (const plan of plans) received[plan.info.name] = plan.rows.length;
+      changed(plans.filter((plan) => plan.rows.length > 0).map((plan) => plan.info.name), "remote");
       return { received, newestVersion: newest };
     },
     getCursors: () => readCursors(adapter, tables),
@@ -419,21 +444,35 @@ function rejectionOperations(
   tables: ReadonlyMap<string, TableInfo>,
   tableInfo: (name: string) => TableInfo,
   hlc: HlcClock,
+  changed: (tables: readonly string[], source: "local") => void,
 ): RejectionOperations {
   return {
     async rejectDirtyRows(rejections) {
       const at = new Date(hlc.wallClock()).toISOString();
       await adapter.batch(rejectStatements(rejections, at, tables));
+      if (rejections.length > 0) changed([REJECTED_TABLE], "local");
     },
     getRejectedRows: () => readRejectedRows(adapter, tables),
     countRejectedRows: () => countRejectedRows(adapter),
     async retryRejectedRow(table, systemId) {
       await adapter.batch(retryRejectedStatements(tableInfo(table), systemId));
+      changed([table, REJECTED_TABLE], "local");
     },
     async discardRejectedRow(table, systemId) {
       await adapter.execute(discardRejectedStatement(table, systemId));
+      changed([REJECTED_TABLE], "local");
     },
   };
+}
+
+// The table refused changes are kept in, as `onChange` names it.
+const REJECTED_TABLE = "_sync_rejected";
+
+// A listener's error goes to the console: not to the write that notified it,
+// and not to the runtime's uncaught-error handling (Deno's `reportError`
+// ends the process).
+function reportListenerError(error: unknown): void {
+  console.error("A database change listener failed:", error);
 }
 
 // The typed surface is checked at the call site; inside, rows are plain records.
@@ -446,21 +485,21 @@ type Untyped = DatabaseOperations<Record<string, TableDef>>;
 function writer(
   executor: SqlExecutor,
   hlc: HlcClock,
-  wrote: () => void,
+  wrote: (table: string) => void,
   inTransaction: boolean,
-): (statements: SqlStatement[]) => Promise<SqlResult[]> {
-  return async (statements) => {
+): (table: string, statements: SqlStatement[]) => Promise<SqlResult[]> {
+  return async (table, statements) => {
     const batch = [...statements, persistClockStatement(hlc)];
     if (!inTransaction || statements.length <= 2) {
       const results = await executor.batch(batch);
-      wrote();
+      wrote(table);
       return results;
     }
     await executor.execute({ sql: "SAVEPOINT declarative_sync_write" });
     try {
       const results = await executor.batch(batch);
       await executor.execute({ sql: "RELEASE declarative_sync_write" });
-      wrote();
+      wrote(table);
       return results;
     } catch (error) {
       await executor.execute({ sql: "ROLLBACK TO declarative_sync_write" });
@@ -474,7 +513,7 @@ function operations<T extends Record<string, TableDef>>(
   executor: SqlExecutor,
   tableInfo: (name: string) => TableInfo,
   hlc: HlcClock,
-  wrote: () => void,
+  wrote: (table: string) => void,
   inTransaction = false,
 ): DatabaseOperations<T> {
   const reads = readOperations(executor, tableInfo);
@@ -490,7 +529,7 @@ function operations<T extends Record<string, TableDef>>(
       if (values.length === 0) return [];
       const info = tableInfo(table);
       const prepared = prepareInsert(info, values as Record<string, unknown>[], hlc);
-      await write(prepared.statements);
+      await write(info.name, prepared.statements);
       return prepared.rows as never;
     },
     async update(table, systemId, patch) {
@@ -501,14 +540,14 @@ function operations<T extends Record<string, TableDef>>(
         if (row === undefined) throw notFound(info, systemId);
         return row;
       }
-      const [result] = await write(statements);
+      const [result] = await write(info.name, statements);
       const row = result?.rows[0];
       if (row === undefined) throw notFound(info, systemId);
       return decodeRow(info, row) as never;
     },
     async delete(table, systemId) {
       const info = tableInfo(table);
-      const [result] = await write(prepareDelete(info, systemId, hlc));
+      const [result] = await write(info.name, prepareDelete(info, systemId, hlc));
       if (result === undefined || result.rowsAffected === 0) throw notFound(info, systemId);
     },
   };
