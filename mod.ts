@@ -70,6 +70,7 @@ export {
   randomNodeId,
 } from "./src/hlc.ts";
 export { uuidv7 } from "./src/ids.ts";
+export type { WatchOptions } from "./src/watch.ts";
 export {
   type FetchResult,
   type SendResult,

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { type WatchOptions, watchQuery, watchReads } from "./watch.ts";
 import type { SqlAdapter, SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./adapter.ts";
 import { SyncError } from "./errors.ts";
 import { createHlc, type HlcClock, randomNodeId } from "./hlc.ts";
@@ -202,6 +203,39 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
    */
   onChange(listener: (change: DatabaseChange) => void): () => void;
   /**
+   * A live query: calls `listener` with the rows of `sql` (plain objects, as
+   * `query` gives them) at once, then again after every committed change to
+   * a table the query reads — as SQLite's plan of it says, views and joins
+   * included, unless `options.tables` names them. Re-runs coalesce, and the
+   * listener never sees an older state after a newer one. Returns the
+   * function that stops it.
+   *
+   * @example
+   * ```ts
+   * const stop = db.watch("SELECT title FROM tasks WHERE done = ?", [0], (rows) => render(rows));
+   * ```
+   */
+  watch(
+    sql: string,
+    args: readonly SqlValue[],
+    listener: (rows: Record<string, unknown>[]) => void,
+    options?: WatchOptions,
+  ): () => void;
+  /**
+   * {@linkcode Database.watch} over `all(table, options)`: the table's typed
+   * rows, at once and after every committed change to the table.
+   *
+   * @example
+   * ```ts
+   * const stop = db.watchAll("tasks", (tasks) => render(tasks)); // tasks: typed rows
+   * ```
+   */
+  watchAll<K extends TableName<T>>(
+    table: K,
+    listener: (rows: RowOf<T[K]>[]) => void,
+    options?: AllOptions & Pick<WatchOptions, "onError">,
+  ): () => void;
+  /**
    * Merges a pull response's `changes` (last-write-wins) and stores each table's cursor,
    * in one transaction.
    * @throws {SyncError} for unknown tables/columns, malformed versions or values, or
@@ -289,7 +323,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
   };
   const local = (table: string) => changed([table], "local");
 
-  return {
+  const database: Database<T> = {
     ...operations<T>(adapter, tableInfo, hlc, local),
     ...outboxOperations(adapter, tables),
     ...rejectionOperations(adapter, tables, tableInfo, hlc, changed),
@@ -308,6 +342,21 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    watch(sql, args, listener, options) {
+      return watchQuery(database, sql, args, listener, options);
+    },
+    watchAll(table, listener, options = {}) {
+      const info = tableInfo(table);
+      return watchReads(
+        database,
+        {
+          read: () => database.all(table, options),
+          tables: () => Promise.resolve([info.name]),
+        },
+        listener,
+        options.onError,
+      );
+    },
     async applyServerChanges(changes) {
       const { plans, newest } = planServerChanges(changes, tables);
       if (newest !== undefined) hlc.receive(newest);
@@ -321,6 +370,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     close: () => adapter.close(),
     [Symbol.asyncDispose]: () => adapter.close(),
   };
+  return database;
 }
 
 type OutboxOperations = Pick<

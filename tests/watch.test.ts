@@ -1,0 +1,137 @@
+// db.watch: a query's rows at once, then after every committed change to a
+// table it reads — local writes, transactions, merges — and never for other
+// tables, a rolled-back transaction, or an older state after a newer one.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { formatHlc } from "../src/hlc.ts";
+import { defineSchema, integer, table, text } from "../src/schema.ts";
+import { tablesRead } from "../src/watch.ts";
+import { openMemory } from "./helpers.ts";
+
+const schema = defineSchema({
+  tasks: table({ title: text().notNull(), done: integer().notNull().default(0) }, {
+    withSystemColumns: true,
+  }),
+  notes: table({ task: text(), body: text() }, { withSystemColumns: true }),
+  drafts: table({ body: text() }),
+});
+
+// Resolves once `check` holds of the calls so far (bounded).
+async function until<T>(calls: T[], check: (calls: T[]) => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check(calls)) {
+    if (Date.now() > deadline) throw new Error(`not reached: ${JSON.stringify(calls)}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+test("tablesRead names the tables SQLite opens: joins, views and indexes resolve to their tables", async () => {
+  const db = await openMemory({ schema });
+  try {
+    await db.query("CREATE VIEW open_tasks AS SELECT * FROM tasks WHERE done = 0");
+    assert.deepEqual(await tablesRead(db, "SELECT * FROM tasks"), ["tasks"]);
+    assert.deepEqual(
+      await tablesRead(
+        db,
+        "SELECT t.title, n.body FROM open_tasks t JOIN notes n ON n.task = t.system_id WHERE t.title = ?",
+        ["x"],
+      ),
+      ["notes", "tasks"],
+    );
+    assert.deepEqual(await tablesRead(db, "SELECT 1"), []);
+  } finally {
+    await db.close();
+  }
+});
+
+test("watch gives the rows at once, then after each committed change to a table it reads, not to others", async () => {
+  const db = await openMemory({ schema });
+  const calls: string[][] = [];
+  const stop = db.watch(
+    "SELECT title FROM tasks WHERE is_deleted = 0 ORDER BY title",
+    [],
+    (rows) => calls.push(rows.map((r) => String(r.title))),
+  );
+  try {
+    await until(calls, (c) => c.length === 1);
+    assert.deepEqual(calls, [[]]);
+    const a = await db.insert("tasks", { title: "a" });
+    await until(calls, (c) => c.length === 2);
+    await db.insert("drafts", { body: "elsewhere" });
+    await db.insert("notes", { body: "elsewhere" });
+    await settle();
+    assert.equal(calls.length, 2, "changes to other tables do not re-run it");
+    await db.transaction(async (tx) => {
+      await tx.insert("tasks", { title: "b" });
+      await tx.delete("tasks", a.system_id);
+    });
+    await until(calls, (c) => c.length === 3);
+    await assert.rejects(db.transaction(async (tx) => {
+      await tx.insert("tasks", { title: "rolled back" });
+      throw new Error("no");
+    }));
+    const version = formatHlc({ ms: Date.now(), counter: 0, nodeId: "far" });
+    await db.applyServerChanges({
+      tasks: { rows: [{ id: "far1", version, data: { title: "c" } }], cursor: "1" },
+    });
+    await until(calls, (c) => c.length === 4);
+    assert.deepEqual(calls, [[], ["a"], ["b"], ["b", "c"]]);
+    stop();
+    await db.insert("tasks", { title: "after stop" });
+    await settle();
+    assert.equal(calls.length, 4);
+  } finally {
+    stop();
+    await db.close();
+  }
+});
+
+test("a burst of writes coalesces, and the last call shows the newest state", async () => {
+  const db = await openMemory({ schema });
+  const counts: number[] = [];
+  const stop = db.watch("SELECT count(*) AS n FROM tasks", [], (rows) => {
+    counts.push(Number(rows[0]!.n));
+  });
+  try {
+    await until(counts, (c) => c.length === 1);
+    await Promise.all(Array.from({ length: 50 }, (_, i) => db.insert("tasks", { title: `t${i}` })));
+    await until(counts, (c) => c.at(-1) === 50);
+    await settle();
+    assert.equal(counts.at(-1), 50);
+    assert.ok(counts.length < 50, `${counts.length} runs for 50 writes`);
+    for (let i = 1; i < counts.length; i++) assert.ok(counts[i]! >= counts[i - 1]!, "never older");
+  } finally {
+    stop();
+    await db.close();
+  }
+});
+
+test("options.tables overrides what SQLite says; a throwing listener keeps watching; watchAll is typed", async () => {
+  const db = await openMemory({ schema });
+  let overridden = 0;
+  let throwing = 0;
+  const typed: string[][] = [];
+  const error = console.error;
+  console.error = () => {};
+  const stops = [
+    db.watch("SELECT 1", [], () => overridden++, { tables: ["notes"] }),
+    db.watch("SELECT * FROM tasks", [], () => {
+      throwing++;
+      throw new Error("a broken listener");
+    }),
+    db.watchAll("tasks", (rows) => typed.push(rows.map((row) => row.title))),
+  ];
+  try {
+    await until([0], () => overridden === 1 && throwing === 1 && typed.length === 1);
+    await db.insert("notes", { body: "n" });
+    await db.insert("tasks", { title: "x" });
+    await until([0], () => overridden === 2 && throwing === 2 && typed.length === 2);
+    assert.deepEqual(typed, [[], ["x"]]);
+  } finally {
+    console.error = error;
+    for (const stop of stops) stop();
+    await db.close();
+  }
+});
