@@ -67,6 +67,11 @@ export interface ManagerTuning {
   readonly maxRetryDelay?: number;
   /** Most pages fetched in one sync. */
   readonly maxFetchPages?: number;
+  /**
+   * Time from a local write to the send of it, ms (default 25); `false`
+   * sends only every `syncInterval`.
+   */
+  readonly sendDelay?: number | false;
   /** Random numbers in [0, 1) for the jitter. */
   readonly random?: () => number;
   /** Wall time and timers. */
@@ -83,9 +88,15 @@ export interface ResolvedManagerOptions extends BackoffOptions {
   readonly sendConcurrency: number;
   /** Most pages fetched in one sync (default 10,000). */
   readonly maxFetchPages: number;
+  /** Time from a local write to its send, ms (default 25), or `false`: at the next interval. */
+  readonly sendDelay: number | false;
   /** Wall time and timers (default {@linkcode systemClock}). */
   readonly clock: SyncClock;
 }
+
+// Soon enough that a write reaches the server within a few tens of
+// milliseconds, late enough that the writes of one user action go together.
+const DEFAULT_SEND_DELAY_MS = 25;
 
 const POSITIVE = [
   "syncInterval",
@@ -109,7 +120,13 @@ export function resolveManagerOptions(options: ManagerTuning): ResolvedManagerOp
       throw new RangeError(`${name} must be a positive number, got ${value}`);
     }
   }
-  const { sendConcurrency } = options;
+  const { sendConcurrency, sendDelay } = options;
+  if (
+    sendDelay !== undefined && sendDelay !== false &&
+    !(Number.isFinite(sendDelay) && sendDelay >= 0)
+  ) {
+    throw new RangeError(`sendDelay must be a non-negative number or false, got ${sendDelay}`);
+  }
   if (sendConcurrency !== undefined && !Number.isSafeInteger(sendConcurrency)) {
     throw new RangeError(`sendConcurrency must be a positive integer, got ${sendConcurrency}`);
   }
@@ -120,6 +137,7 @@ export function resolveManagerOptions(options: ManagerTuning): ResolvedManagerOp
     retryDelay: options.retryDelay ?? 1_000,
     maxRetryDelay: options.maxRetryDelay ?? 60_000,
     maxFetchPages: options.maxFetchPages ?? 10_000,
+    sendDelay: sendDelay ?? DEFAULT_SEND_DELAY_MS,
     random: options.random ?? Math.random,
     clock: options.clock ?? systemClock,
   };

@@ -9,7 +9,10 @@
  * goes on from the stored cursors). Only one sync runs at a time; a call
  * during a sync joins it. A failed sync is retried on its own with capped
  * exponential backoff and jitter, whether or not anything is written locally
- * meanwhile; a successful one schedules the next after `syncInterval`.
+ * meanwhile; a successful one schedules the next after `syncInterval`. A
+ * local write while started is sent `sendDelay` (25 ms) after it, and writes
+ * made while a sync runs go out together in the next one, `sendDelay` after
+ * it: the interval is the safety net (`sendDelay: false` keeps to it alone).
  *
  * `onSend` may return `true` (all accepted), `false` (retry later) or one
  * verdict per change: `applied` and `stale` clear the outbox entry,
@@ -54,7 +57,7 @@
  */
 
 import { backoffDelay, type ResolvedManagerOptions, resolveManagerOptions } from "./backoff.ts";
-import type { Database } from "./database.ts";
+import type { Database, DatabaseChange } from "./database.ts";
 import { SyncError } from "./errors.ts";
 import type { DirtyRow } from "./outbox.ts";
 import type { RejectedRow } from "./rejected.ts";
@@ -113,6 +116,12 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
   database: Database<T>;
   /** Time between successful syncs, ms (default 300,000). */
   syncInterval?: number;
+  /**
+   * Time from a local write to the sync that sends it, ms (default 25):
+   * writes leave at once, and a burst of them goes together. `false` sends
+   * only every `syncInterval` (and on `syncNow()`).
+   */
+  sendDelay?: number | false;
   /** Gets the server's changes and applies them with `db.applyServerChanges`. */
   onFetch: (db: Database<T>, tableTimestamps: Record<string, unknown>) => Promise<FetchResult>;
   /** Sends outbox changes; see {@linkcode SendResult}. */
@@ -186,9 +195,14 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       clock: this.#options.clock,
       interval: this.#options.syncInterval,
       retryDelay: (failures) => backoffDelay(failures, this.#options),
+      writeDelay: this.#options.sendDelay === false ? undefined : this.#options.sendDelay,
     });
-    // A syncNow() after a write must not just join a sync that began before it.
-    this.#stopCounting = this.#db.onChange(() => this.#scheduler.noteWrite());
+    // A syncNow() after a write must not just join a sync that began before it,
+    // and a write while started is sent `sendDelay` later. Only the replica's
+    // own writes count: not merges, nor changes set aside as rejected.
+    this.#stopCounting = this.#db.onChange((change) => {
+      if (isLocalWrite(change)) this.#scheduler.noteWrite();
+    });
   }
 
   /** The current status. */
@@ -205,7 +219,9 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   start(): void {
     if (this.#scheduler.started) return;
     // Local writes change the pending count between syncs: keep it current.
-    this.#unsubscribe = this.#db.onChange(() => this.#recount());
+    this.#unsubscribe = this.#db.onChange((change) => {
+      if (change.source === "local") this.#recount();
+    });
     this.#scheduler.start();
   }
 
@@ -388,4 +404,9 @@ function outboxOf<T extends Record<string, TableDef>>(db: Database<T>): SendOutb
       return rejectedRowsOf(await db.getRejectedRows(), rejections);
     },
   };
+}
+
+// A change of the replica's own rows, which the outbox then holds.
+function isLocalWrite(change: DatabaseChange): boolean {
+  return change.source === "local" && change.tables.some((table) => table !== "_sync_rejected");
 }

@@ -11,6 +11,10 @@
  * - While started, the next run is due `interval` after a success and
  *   `retryDelay(failures)` after a failure: a failed run is retried on its own,
  *   whether or not anything is written meanwhile.
+ * - With `writeDelay`, a write while started brings the next run forward to
+ *   `writeDelay` after it, and writes made during a run lead to one more run
+ *   `writeDelay` after it ends: a burst of writes goes out together. Not
+ *   while failing: a failed run keeps its backoff, whatever is written.
  * - `start()` runs at once; `stop()` cancels the timer and waits for a run.
  *
  * It knows nothing of outboxes or HTTP: it runs an injected `run()`, which
@@ -53,6 +57,8 @@ export interface SyncSchedulerOptions {
   readonly interval: number;
   /** Time from the `failures`-th failed run in a row to the next attempt, ms. */
   readonly retryDelay: (failures: number) => number;
+  /** Time from a write to the run that sends it, ms; without it, writes wait for `interval`. */
+  readonly writeDelay?: number;
 }
 
 /** Runs one sync at a time, now or when due. */
@@ -62,6 +68,7 @@ export class SyncScheduler {
   #running: Promise<void> | undefined;
   #followUp: Promise<void> | undefined;
   #timer: unknown;
+  #dueAt: number | undefined;
   #failures = 0;
   // Writes so far, and how many there had been when the running sync started.
   #writes = 0;
@@ -100,6 +107,13 @@ export class SyncScheduler {
   /** Tells the scheduler something was written: a run that started before it does not cover it. */
   noteWrite(): void {
     this.#writes += 1;
+    const { writeDelay, clock } = this.#options;
+    if (!this.#started || writeDelay === undefined || this.#failures > 0) return;
+    // A run going on schedules the next when it ends.
+    if (this.#running !== undefined) return;
+    if (this.#dueAt === undefined || this.#dueAt > clock.now() + writeDelay) {
+      this.#schedule(writeDelay);
+    }
   }
 
   /** Runs now, or joins the run going on (see the module doc); rejects with the run's error. */
@@ -134,14 +148,20 @@ export class SyncScheduler {
     }
     this.#failures = 0;
     onSettled?.(undefined, false);
-    if (this.#started) this.#schedule(interval);
+    const { writeDelay } = this.#options;
+    const written = this.#writes !== this.#writesBeforeRun;
+    if (this.#started) {
+      this.#schedule(written && writeDelay !== undefined ? writeDelay : interval);
+    }
   }
 
   #schedule(delay: number): void {
     const { clock } = this.#options;
     this.#cancelTimer();
+    this.#dueAt = clock.now() + delay;
     this.#timer = clock.setTimeout(() => {
       this.#timer = undefined;
+      this.#dueAt = undefined;
       // Reported through onSettled; retried by the schedule that follows it.
       this.syncNow().catch(() => undefined);
     }, delay);
@@ -151,5 +171,6 @@ export class SyncScheduler {
   #cancelTimer(): void {
     if (this.#timer !== undefined) this.#options.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#dueAt = undefined;
   }
 }

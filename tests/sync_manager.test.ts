@@ -546,3 +546,119 @@ test("rejected changes keep their bytes, and entries that cannot be sent are rep
   assert.equal(await db.countDirtyRows(), 0);
   await db.close();
 });
+
+// Resolves once `check()` holds (bounded).
+async function eventually(check: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test("a local write while started is sent sendDelay later; a merge is no write", async () => {
+  const db = await openMemory({ schema });
+  const sent: number[] = [];
+  let syncs = 0;
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    onFetch: noFetch,
+    onSend: (rows) => {
+      sent.push(rows.length);
+      return Promise.resolve(true);
+    },
+  });
+  manager.addEventListener("synced", () => syncs++);
+  try {
+    manager.start();
+    await eventually(
+      () => syncs === 1 && manager.status.nextSyncAt !== undefined,
+      "the first sync",
+    );
+    const written = Date.now();
+    await db.insert("tasks", { title: "now" });
+    await eventually(() => syncs === 2, "the sync of the write");
+    assert.deepEqual(sent, [1]);
+    assert.ok(Date.now() - written < 1_000, "sent within a second, not at the interval");
+    await eventually(() => manager.status.nextSyncAt !== undefined, "the next due time");
+    const due = manager.status.nextSyncAt!;
+    assert.ok(due - Date.now() > 50_000, "then the interval again");
+    await db.applyServerChanges({
+      tasks: {
+        rows: [{ id: "far", version: db.hlc.now(), data: { title: "merged" } }],
+        cursor: "1",
+      },
+    });
+    const [change] = await db.getDirtyRows();
+    assert.equal(change, undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(syncs, 2, "a merge sends nothing");
+    assert.equal(manager.status.nextSyncAt, due);
+  } finally {
+    await manager.stop();
+    await db.close();
+  }
+});
+
+test("writes made while a sync runs go out together after it; sendDelay false waits for the interval", async () => {
+  const db = await openMemory({ schema });
+  const batches: number[] = [];
+  let writeDuringSend = true;
+  let syncs = 0;
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    sendDelay: 40,
+    onFetch: noFetch,
+    onSend: async (rows) => {
+      batches.push(rows.length);
+      if (writeDuringSend) {
+        writeDuringSend = false;
+        await db.insertMany("tasks", [{ title: "a" }, { title: "b" }, { title: "c" }]);
+      }
+      return true;
+    },
+  });
+  manager.addEventListener("synced", () => syncs++);
+  try {
+    await db.insert("tasks", { title: "first" });
+    manager.start();
+    await eventually(() => syncs === 2, "the sync after the burst");
+    assert.deepEqual(batches, [1, 3], "the three writes of the burst in one send");
+  } finally {
+    await manager.stop();
+  }
+
+  let quietSyncs = 0;
+  const quiet = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    sendDelay: false,
+    onFetch: noFetch,
+    onSend: () => Promise.resolve(true),
+  });
+  quiet.addEventListener("synced", () => quietSyncs++);
+  try {
+    quiet.start();
+    await eventually(() => quietSyncs === 1 && quiet.status.nextSyncAt !== undefined, "a sync");
+    const due = quiet.status.nextSyncAt;
+    await db.insert("tasks", { title: "waits" });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(quietSyncs, 1);
+    assert.equal(quiet.status.nextSyncAt, due, "the next sync stays at the interval");
+  } finally {
+    await quiet.stop();
+    await db.close();
+  }
+  assert.throws(
+    () =>
+      new ServerSyncManager({
+        database: db,
+        sendDelay: -1,
+        onFetch: noFetch,
+        onSend: () => Promise.resolve(true),
+      }),
+    RangeError,
+  );
+});
