@@ -177,6 +177,11 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   #unsubscribe: (() => void) | undefined;
   #recounting = false;
   readonly #stopCounting: () => void;
+  // Resolved by the first successful sync since the manager was created.
+  readonly #firstSync: Promise<void>;
+  #firstSyncDone: () => void = () => {};
+  // Whether the last sync's fetch ended with no page left.
+  #fetchedAll = false;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
   constructor(options: ServerSyncManagerOptions<T>) {
@@ -188,6 +193,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     this.#given = options;
     this.#db = options.database;
     this.#outbox = outboxOf(this.#db);
+    this.#firstSync = new Promise<void>((resolve) => (this.#firstSyncDone = resolve));
     this.#scheduler = new SyncScheduler({
       run: () => this.#sync(),
       onSettled: (error, failed) => this.#report(error, failed),
@@ -249,6 +255,22 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     return this.#scheduler.syncNow();
   }
 
+  /**
+   * Resolves once a first full sync (send, then fetch until no page is left)
+   * has succeeded since the manager was created — at once if one already has.
+   * Failed attempts do not end the wait: it lasts until one succeeds (start
+   * the manager, or call `syncNow`, for attempts to be made).
+   *
+   * @example
+   * ```ts
+   * manager.start();
+   * await manager.waitForFirstSync(); // the server's rows are here: show the list
+   * ```
+   */
+  waitForFirstSync(): Promise<void> {
+    return this.#firstSync;
+  }
+
   /** Listens to `status`, `synced`, `rejected` or `error`, with the event's detail typed. */
   override addEventListener<K extends keyof SyncManagerEventMap>(
     type: K,
@@ -301,8 +323,9 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   async #sync(): Promise<void> {
     this.#update({ state: "syncing", nextSyncAt: undefined });
     try {
+      this.#fetchedAll = false;
       await this.#send();
-      await this.#fetch();
+      this.#fetchedAll = await this.#fetch();
       this.#counted = await this.#counts();
     } catch (error) {
       this.#counted = await this.#counts().catch(() => ({}));
@@ -326,6 +349,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       lastError: undefined,
       ...counted,
     });
+    if (this.#fetchedAll) this.#firstSyncDone();
     this.dispatchEvent(new CustomEvent("synced", { detail: this.#status }));
   }
 
@@ -351,13 +375,16 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     });
   }
 
-  async #fetch(): Promise<void> {
+  // Fetches pages until none is left, or `maxFetchPages` of them: whether
+  // the server had no page left when it ended.
+  async #fetch(): Promise<boolean> {
     for (let page = 0; page < this.#options.maxFetchPages; page++) {
       const result = await this.#given.onFetch(this.#db, await this.#db.getCursors());
       const more = result === true ||
         (typeof result === "object" && result !== null && result.hasMore === true);
-      if (!more) return;
+      if (!more) return true;
     }
+    return false;
   }
 
   async #counts(): Promise<{ pending: number; rejected: number }> {

@@ -662,3 +662,40 @@ test("writes made while a sync runs go out together after it; sendDelay false wa
     RangeError,
   );
 });
+
+test("waitForFirstSync waits across failed attempts and for every page, then resolves at once", async () => {
+  const db = await openMemory({ schema });
+  let attempts = 0;
+  let pagesLeft = 3;
+  const manager = new ServerSyncManager({
+    database: db,
+    syncInterval: 60_000,
+    retryDelay: 5,
+    maxRetryDelay: 10,
+    maxFetchPages: 2,
+    onFetch: () => {
+      attempts++;
+      if (attempts <= 2) return Promise.reject(new SyncError("offline", "down"));
+      pagesLeft--;
+      return Promise.resolve({ hasMore: pagesLeft > 0 });
+    },
+    onSend: () => Promise.resolve(true),
+  });
+  let resolved = false;
+  const first = manager.waitForFirstSync().then(() => (resolved = true));
+  try {
+    await assert.rejects(manager.syncNow());
+    await assert.rejects(manager.syncNow());
+    assert.equal(resolved, false, "failed attempts do not end the wait");
+    await manager.syncNow(); // two pages of three: a success, yet pages are left
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(resolved, false, "a sync that left pages is not a full sync");
+    await manager.syncNow();
+    await first;
+    assert.equal(resolved, true);
+    await manager.waitForFirstSync(); // at once, once one has succeeded
+  } finally {
+    await manager.stop();
+    await db.close();
+  }
+});
