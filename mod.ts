@@ -78,6 +78,8 @@ export {
   type ServerSyncManagerOptions,
   type SyncClock,
   type SyncManagerEventMap,
+  type SyncProgress,
+  type SyncReport,
   type SyncState,
   type SyncStatus,
 } from "./src/sync_manager.ts";

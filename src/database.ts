@@ -180,6 +180,8 @@ export interface DatabaseChange {
   readonly tables: readonly string[];
   /** `"local"` for this replica's own writes, `"remote"` for a merge of server changes. */
   readonly source: "local" | "remote";
+  /** For a merge: the rows received per table (as `applyServerChanges` answers them). */
+  readonly received?: Readonly<Record<string, number>>;
 }
 
 /** A local database. */
@@ -310,9 +312,15 @@ export async function openDatabase<T extends Record<string, TableDef>>(
     return info;
   };
   const listeners = new Set<(change: DatabaseChange) => void>();
-  const changed = (tables: readonly string[], source: DatabaseChange["source"]) => {
+  const changed = (
+    tables: readonly string[],
+    source: DatabaseChange["source"],
+    received?: Record<string, number>,
+  ) => {
     if (tables.length === 0 || listeners.size === 0) return;
-    const change: DatabaseChange = { tables, source };
+    const change: DatabaseChange = received === undefined
+      ? { tables, source }
+      : { tables, source, received };
     for (const listener of [...listeners]) {
       try {
         listener(change);
@@ -363,7 +371,8 @@ export async function openDatabase<T extends Record<string, TableDef>>(
       await adapter.transaction((tx) => writeServerChanges(tx, plans, hlc));
       const received: Record<string, number> = {};
       for (const plan of plans) received[plan.info.name] = plan.rows.length;
-      changed(plans.filter((plan) => plan.rows.length > 0).map((plan) => plan.info.name), "remote");
+      const merged = plans.filter((plan) => plan.rows.length > 0).map((plan) => plan.info.name);
+      changed(merged, "remote", received);
       return { received, newestVersion: newest };
     },
     getCursors: () => readCursors(adapter, tables),

@@ -63,8 +63,12 @@ export interface SendOutbox {
 
 /** How many changes of one answered batch were settled. */
 export interface SettledBatch {
+  /** Changes the batch carried. */
+  readonly sent: number;
   /** Applied or stale: acknowledged (written with the next group of acknowledgements). */
   readonly acknowledged: number;
+  /** Of `acknowledged`, the stale ones (the server had newer). */
+  readonly stale: number;
   /** Moved to `_sync_rejected`. */
   readonly rejected: number;
 }
@@ -193,11 +197,16 @@ async function settle(
   result: Exclude<SendResult, false>,
   options: SendPipelineOptions,
 ): Promise<BatchCompletion> {
-  const { acknowledged, rejections } = mapVerdicts(batch.rows, result);
+  const { acknowledged, rejections, stale } = mapVerdicts(batch.rows, result);
   if (rejections.length > 0) {
     options.onRejected?.(await options.outbox.reject(rejections));
   }
-  options.onSettled?.({ acknowledged: acknowledged.length, rejected: rejections.length });
+  options.onSettled?.({
+    sent: batch.rows.length,
+    acknowledged: acknowledged.length,
+    stale,
+    rejected: rejections.length,
+  });
   return { batch, rows: acknowledged };
 }
 

@@ -92,6 +92,32 @@ export interface SyncStatus {
   readonly nextSyncAt: number | undefined;
 }
 
+/** What one successful sync did: the detail of a `synced` event is its status and this. */
+export interface SyncReport {
+  /** Changes sent. */
+  readonly sent: number;
+  /** Of those, applied by the server. */
+  readonly applied: number;
+  /** Stale: the server had newer (it comes back with the pull). */
+  readonly stale: number;
+  /** Refused by the server, now in `_sync_rejected`. */
+  readonly rejected: number;
+  /** Pages fetched. */
+  readonly pages: number;
+  /** Rows received per table, as `applyServerChanges` merged them. */
+  readonly received: Readonly<Record<string, number>>;
+}
+
+/** The progress of a sync under way: the detail of a `progress` event. */
+export interface SyncProgress {
+  /** Changes sent so far. */
+  readonly sent: number;
+  /** Changes waiting when the sync began. */
+  readonly pending: number;
+  /** Pages fetched so far. */
+  readonly pages: number;
+}
+
 /**
  * The events of a {@linkcode ServerSyncManager}, for typed listeners:
  * `manager.addEventListener("status", (e) => e.detail.pending)`.
@@ -99,8 +125,10 @@ export interface SyncStatus {
 export interface SyncManagerEventMap {
   /** The status changed (state, counts, error or next due time). */
   status: CustomEvent<SyncStatus>;
-  /** A sync succeeded; the detail is the status it left. */
-  synced: CustomEvent<SyncStatus>;
+  /** A sync succeeded; the detail is the status it left and what it did (`report`). */
+  synced: CustomEvent<SyncStatus & { readonly report: SyncReport }>;
+  /** A sync made progress: a batch answered or a page fetched. */
+  progress: CustomEvent<SyncProgress>;
   /** The server refused changes of one batch; the detail is their `_sync_rejected` entries. */
   rejected: CustomEvent<RejectedRow[]>;
   /**
@@ -182,6 +210,9 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   #firstSyncDone: () => void = () => {};
   // Whether the last sync's fetch ended with no page left.
   #fetchedAll = false;
+  // What the sync going on did so far.
+  #done: Mutable<SyncReport> = emptyReport();
+  #waiting = 0;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
   constructor(options: ServerSyncManagerOptions<T>) {
@@ -271,7 +302,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     return this.#firstSync;
   }
 
-  /** Listens to `status`, `synced`, `rejected` or `error`, with the event's detail typed. */
+  /** Listens to `status`, `synced`, `progress`, `rejected` or `error`, with the event's detail typed. */
   override addEventListener<K extends keyof SyncManagerEventMap>(
     type: K,
     listener:
@@ -294,7 +325,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     super.addEventListener(type, listener, options);
   }
 
-  /** Removes a listener of `status`, `synced`, `rejected` or `error`. */
+  /** Removes a listener of `status`, `synced`, `progress`, `rejected` or `error`. */
   override removeEventListener<K extends keyof SyncManagerEventMap>(
     type: K,
     listener:
@@ -324,6 +355,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
     this.#update({ state: "syncing", nextSyncAt: undefined });
     try {
       this.#fetchedAll = false;
+      this.#done = emptyReport();
       await this.#send();
       this.#fetchedAll = await this.#fetch();
       this.#counted = await this.#counts();
@@ -350,11 +382,16 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       ...counted,
     });
     if (this.#fetchedAll) this.#firstSyncDone();
-    this.dispatchEvent(new CustomEvent("synced", { detail: this.#status }));
+    const detail = {
+      ...this.#status,
+      report: { ...this.#done, received: { ...this.#done.received } },
+    };
+    this.dispatchEvent(new CustomEvent("synced", { detail }));
   }
 
   async #send(): Promise<void> {
     const waiting = await this.#db.countDirtyRows();
+    this.#waiting = waiting;
     this.#update({ pending: waiting });
     await sendOutbox({
       outbox: this.#outbox,
@@ -366,11 +403,17 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
         this.dispatchEvent(new CustomEvent<RejectedRow[]>("rejected", { detail: rows }));
       },
       // Counted exactly once the sync ends; meanwhile, what each batch settled.
-      onSettled: ({ acknowledged, rejected }) => {
+      onSettled: ({ sent, acknowledged, stale, rejected }) => {
+        const report = this.#done;
+        report.sent += sent;
+        report.applied += acknowledged - stale;
+        report.stale += stale;
+        report.rejected += rejected;
         this.#update({
           pending: Math.max(0, this.#status.pending - acknowledged - rejected),
           rejected: this.#status.rejected + rejected,
         });
+        this.#progress();
       },
     });
   }
@@ -378,8 +421,26 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   // Fetches pages until none is left, or `maxFetchPages` of them: whether
   // the server had no page left when it ended.
   async #fetch(): Promise<boolean> {
+    // What the pages merged, as the database tells it.
+    const stopCounting = this.#db.onChange(({ source, received }) => {
+      if (source !== "remote" || received === undefined) return;
+      const counts = this.#done.received;
+      for (const [table, rows] of Object.entries(received)) {
+        counts[table] = (counts[table] ?? 0) + rows;
+      }
+    });
+    try {
+      return await this.#fetchPages();
+    } finally {
+      stopCounting();
+    }
+  }
+
+  async #fetchPages(): Promise<boolean> {
     for (let page = 0; page < this.#options.maxFetchPages; page++) {
       const result = await this.#given.onFetch(this.#db, await this.#db.getCursors());
+      this.#done.pages++;
+      this.#progress();
       const more = result === true ||
         (typeof result === "object" && result !== null && result.hasMore === true);
       if (!more) return true;
@@ -393,6 +454,12 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       this.#db.countRejectedRows(),
     ]);
     return { pending, rejected };
+  }
+
+  #progress(): void {
+    const { sent, pages } = this.#done;
+    const detail: SyncProgress = { sent, pending: this.#waiting, pages };
+    this.dispatchEvent(new CustomEvent<SyncProgress>("progress", { detail }));
   }
 
   // Counts the outbox once for a burst of writes.
@@ -436,4 +503,13 @@ function outboxOf<T extends Record<string, TableDef>>(db: Database<T>): SendOutb
 // A change of the replica's own rows, which the outbox then holds.
 function isLocalWrite(change: DatabaseChange): boolean {
   return change.source === "local" && change.tables.some((table) => table !== "_sync_rejected");
+}
+
+type Mutable<T> = {
+  -readonly [K in keyof T]: T[K] extends Readonly<Record<string, number>> ? Record<string, number>
+    : T[K];
+};
+
+function emptyReport(): Mutable<SyncReport> {
+  return { sent: 0, applied: 0, stale: 0, rejected: 0, pages: 0, received: {} };
 }

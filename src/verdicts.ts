@@ -44,6 +44,8 @@ export type SendResult =
 export interface Verdicts {
   /** Changes to remove from the outbox (applied or stale). */
   readonly acknowledged: DirtyRow[];
+  /** How many of `acknowledged` were stale (the server had newer). */
+  readonly stale: number;
   /** Changes to move to `_sync_rejected`, with the server's reason. */
   readonly rejections: Rejection[];
 }
@@ -77,6 +79,7 @@ export function mapVerdicts(
   const byKey = new Map(verdicts?.map((verdict) => [rowKey(verdict), verdict]));
   const acknowledged: DirtyRow[] = [];
   const rejections: Rejection[] = [];
+  let stale = 0;
   for (const change of batch) {
     const verdict: Pick<PushResult, "status" | "code" | "message"> | undefined =
       verdicts === undefined ? { status: "applied" } : byKey.get(rowKey(change));
@@ -89,10 +92,11 @@ export function mapVerdicts(
         message: verdict.message ?? DEFAULT_REJECTION_MESSAGE,
       });
     } else {
+      if (verdict.status === "stale") stale++;
       acknowledged.push(change);
     }
   }
-  return { acknowledged, rejections };
+  return { acknowledged, rejections, stale };
 }
 
 /**

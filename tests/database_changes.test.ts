@@ -57,7 +57,11 @@ test("a merge of server changes is a remote change of the tables that got rows",
       notes: { rows: [], cursor: "1" },
     });
     await db.applyServerChanges({ notes: { rows: [], cursor: "2" } });
-    assert.deepEqual(seen, [{ tables: ["tasks"], source: "remote" }]);
+    assert.deepEqual(seen, [{
+      tables: ["tasks"],
+      source: "remote",
+      received: { tasks: 1, notes: 0 },
+    }]);
   } finally {
     await db.close();
   }

@@ -225,7 +225,7 @@ test("verdicts: applied and stale are acknowledged, rejected moves aside, the re
     onSettled: (batch) => settled.push(batch),
     onRejected: (rows) => reported.push(rows),
   });
-  assert.deepEqual(settled, [{ acknowledged: 2, rejected: 1 }]);
+  assert.deepEqual(settled, [{ sent: 5, acknowledged: 2, stale: 1, rejected: 1 }]);
   assert.deepEqual(reported.map((rows) => rows.map((row) => [row.id, row.code, row.message])), [
     [[refused!.system_id, "forbidden", "The server rejected the change"]],
   ]);
@@ -241,7 +241,7 @@ test("mapVerdicts: true accepts all; a verdict without a code is 'rejected'; unk
   await tasks(db, 3);
   const batch = await db.getDirtyRows();
   const [a, b, c] = batch;
-  assert.deepEqual(mapVerdicts(batch, true), { acknowledged: batch, rejections: [] });
+  assert.deepEqual(mapVerdicts(batch, true), { acknowledged: batch, rejections: [], stale: 0 });
   const verdicts: PushResult[] = [
     { table: "tasks", id: a!.id, status: "stale" },
     { table: "tasks", id: b!.id, status: "rejected", message: "no" },
@@ -250,10 +250,11 @@ test("mapVerdicts: true accepts all; a verdict without a code is 'rejected'; unk
   const expected = {
     acknowledged: [a],
     rejections: [{ change: b, code: "rejected", message: "no" }],
+    stale: 1,
   };
   assert.deepEqual(mapVerdicts(batch, verdicts), expected);
   assert.deepEqual(mapVerdicts(batch, { results: verdicts }), expected);
-  assert.deepEqual(mapVerdicts(batch, []), { acknowledged: [], rejections: [] });
+  assert.deepEqual(mapVerdicts(batch, []), { acknowledged: [], rejections: [], stale: 0 });
   await db.close();
 });
 

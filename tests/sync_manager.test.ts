@@ -699,3 +699,54 @@ test("waitForFirstSync waits across failed attempts and for every page, then res
     await db.close();
   }
 });
+
+test("the synced event reports what the sync did; progress events follow batches and pages", async () => {
+  const db = await openMemory({ schema });
+  let page = 0;
+  const manager = new ServerSyncManager({
+    database: db,
+    batchSize: 2,
+    onFetch: async (database) => {
+      page++;
+      const version = database.hlc.now();
+      await database.applyServerChanges({
+        tasks: {
+          rows: [{ id: `far-${page}`, version, data: { title: "far" } }],
+          cursor: String(page),
+        },
+      });
+      return { hasMore: page < 2 };
+    },
+    onSend: (rows) =>
+      Promise.resolve(rows.map((row, i) => ({
+        table: row.table,
+        id: row.id,
+        status: i === 0 ? "applied" as const : "stale" as const,
+      }))),
+  });
+  const reports: unknown[] = [];
+  const progress: unknown[] = [];
+  manager.addEventListener("synced", (e) => reports.push(e.detail.report));
+  manager.addEventListener("progress", (e) => progress.push(e.detail));
+  try {
+    await db.insertMany("tasks", [{ title: "a" }, { title: "b" }, { title: "c" }]);
+    await manager.syncNow();
+    assert.deepEqual(reports, [{
+      sent: 3,
+      applied: 2,
+      stale: 1,
+      rejected: 0,
+      pages: 2,
+      received: { tasks: 2 },
+    }]);
+    assert.deepEqual(progress, [
+      { sent: 2, pending: 3, pages: 0 },
+      { sent: 3, pending: 3, pages: 0 },
+      { sent: 3, pending: 3, pages: 1 },
+      { sent: 3, pending: 3, pages: 2 },
+    ]);
+  } finally {
+    await manager.stop();
+    await db.close();
+  }
+});
