@@ -165,9 +165,9 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     limit: number,
     options?: PullOptions,
   ) =>
-    reads === adapter
-      ? pullJson(reads, tables, cursors, limit, options)
-      : pullJson(reads, tables, cursors, limit, options).catch(replicaNotReady);
+    pullJson(reads, tables, cursors, limit, options).catch(
+      (error) => reads === adapter ? Promise.reject(error) : replicaNotReady(error),
+    );
   return {
     schema,
     now,

@@ -211,7 +211,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   // Whether the last sync's fetch ended with no page left.
   #fetchedAll = false;
   // What the sync going on did so far.
-  #done: Mutable<SyncReport> = emptyReport();
+  #done: ReportSoFar = emptyReport();
   #waiting = 0;
 
   /** Creates a stopped manager; call `start()` to sync in the background. */
@@ -505,11 +505,16 @@ function isLocalWrite(change: DatabaseChange): boolean {
   return change.source === "local" && change.tables.some((table) => table !== "_sync_rejected");
 }
 
-type Mutable<T> = {
-  -readonly [K in keyof T]: T[K] extends Readonly<Record<string, number>> ? Record<string, number>
-    : T[K];
-};
+// A report as the sync going on adds to it.
+interface ReportSoFar {
+  sent: number;
+  applied: number;
+  stale: number;
+  rejected: number;
+  pages: number;
+  received: Record<string, number>;
+}
 
-function emptyReport(): Mutable<SyncReport> {
+function emptyReport(): ReportSoFar {
   return { sent: 0, applied: 0, stale: 0, rejected: 0, pages: 0, received: {} };
 }

@@ -493,15 +493,7 @@ test("the same worker module under `deno serve` syncs two clients over sqld", {
     "0",
     join(fixtures, "worker.ts"),
   ], { LIBSQL_URL: sqld.url });
-  try {
-    const url = await listeningUrl(server);
-    const health = await fetch(`${url}/health`);
-    assert.equal(health.status, 200, server.output());
-    assert.equal((await health.json()).schema, schema.hash);
-    await assertTwoClientsConverge(url);
-  } finally {
-    await server.stop();
-  }
+  await servesAndConverges(server);
 });
 
 test("the same worker module run by Bun (export default { fetch }) syncs two clients over sqld", {
@@ -511,6 +503,11 @@ test("the same worker module run by Bun (export default { fetch }) syncs two cli
   const server = startChild(bin("bun"), ["run", join(fixtures, "bun_entry.ts")], {
     LIBSQL_URL: sqld.url,
   });
+  await servesAndConverges(server);
+});
+
+// The child serves the endpoint of the example schema, and two clients converge through it.
+async function servesAndConverges(server: Child): Promise<void> {
   try {
     const url = await listeningUrl(server);
     const health = await fetch(`${url}/health`);
@@ -520,4 +517,4 @@ test("the same worker module run by Bun (export default { fetch }) syncs two cli
   } finally {
     await server.stop();
   }
-});
+}
