@@ -44,11 +44,13 @@ import {
   SyncError,
   type TableDef,
 } from "../src/internal.ts";
-import { pullJson, type PullOptions } from "./pull.ts";
+import { createChangeFeed } from "./change_feed.ts";
+import { createHeldPull, type HeldPullOptions } from "./held_pull.ts";
 import { applyPush, createPushWriter, type PushOutcome } from "./push.ts";
 import type { Principal } from "./scope.ts";
-import { sequenceExtension } from "./sequence.ts";
+import { readSequenceStatement, sequenceExtension } from "./sequence.ts";
 
+export type { HeldPullOptions } from "./held_pull.ts";
 export { DEFAULT_MAX_PULL_BYTES, type PullOptions } from "./pull.ts";
 export type { PushOutcome } from "./push.ts";
 export type { Principal } from "./scope.ts";
@@ -85,6 +87,21 @@ export interface ServerDatabaseOptions<T extends Record<string, TableDef>> {
    * behind when it ends; `createEdgeServer` turns it off).
    */
   groupCommit?: boolean;
+  /**
+   * How often (ms) the instance reads the database's change sequence while
+   * pulls are held, for the changes other instances commit; and how long
+   * such a read stays current for answering a pull that has nothing new
+   * without reading the database (default 250). Its own commits it knows at
+   * once.
+   */
+  watchInterval?: number;
+  /**
+   * Whether held pulls share one watch of the database and are woken by this
+   * instance's commits (default true). `false`: each held pull polls alone,
+   * touching nothing of another request — for Cloudflare Workers, where work
+   * one request leaves to another is cancelled (`createEdgeServer` sets it).
+   */
+  sharedWatch?: boolean;
 }
 
 /** The server side of sync. */
@@ -100,19 +117,30 @@ export interface ServerDatabase {
    * the applied changes hold (`PushResponse.held`).
    */
   applyPush(changes: readonly PushChange[], options?: PushOptions): Promise<PushOutcome>;
-  /** One page per requested table: rows changed after each cursor, at most `limit` each. */
+  /**
+   * One page per requested table: rows changed after each cursor, at most
+   * `limit` each. With `wait`, a pull that has nothing new is held until a
+   * change the asker may pull commits, on this instance or another, or
+   * until `wait` elapses (then its pages are empty).
+   */
   pull(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
-    options?: PullOptions,
+    options?: HeldPullOptions,
   ): Promise<Record<string, PullTableChanges>>;
   /** The same pages as {@linkcode ServerDatabase.pull}, as the JSON text of the response's `changes`. */
   pullJson(
     cursors: Readonly<Record<string, string | null>>,
     limit: number,
-    options?: PullOptions,
+    options?: HeldPullOptions,
   ): Promise<string>;
-  /** Closes the adapter. */
+  /**
+   * Answers every held pull now, with its empty pages, and holds no more:
+   * call it before closing the HTTP server, which waits for the requests in
+   * flight. `close()` calls it too.
+   */
+  endHeldPulls(): void;
+  /** Ends held pulls, then closes the adapter. */
   close(): Promise<void>;
   /**
    * Closes the adapter, as {@linkcode ServerDatabase.close}: `await using
@@ -120,6 +148,9 @@ export interface ServerDatabase {
    */
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+/** Default of {@linkcode ServerDatabaseOptions.watchInterval}, ms. */
+export const DEFAULT_WATCH_INTERVAL_MS = 250;
 
 /** Options of {@linkcode ServerDatabase.push}. */
 export interface PushOptions {
@@ -152,22 +183,39 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
   if (options.journalMode === "wal") await useWal(adapter);
   await migrate(adapter, schema, tables, sequenceExtension);
 
+  const interval = options.watchInterval ?? DEFAULT_WATCH_INTERVAL_MS;
+  const feed = createChangeFeed({
+    read: async () => Number((await reads.execute(readSequenceStatement)).rows[0]?.sequence ?? 0),
+    interval,
+    shared: options.sharedWatch ?? true,
+  });
+  const pull = createHeldPull({
+    reads,
+    tables,
+    feed,
+    interval,
+    now: Date.now,
+    readFailed: reads === adapter ? undefined : replicaNotReady,
+  });
   const close = async () => {
+    feed.end();
     await adapter.close();
     if (reads !== adapter) await reads.close();
   };
-  const push = (
+  const push = async (
     changes: readonly PushChange[],
     { principal, maxDrift = defaultMaxDrift }: PushOptions = {},
-  ) => applyPush(writes, adapter, tables, changes, { principal, maxDrift, serverTime: now() });
-  const pull = (
-    cursors: Readonly<Record<string, string | null>>,
-    limit: number,
-    options?: PullOptions,
-  ) =>
-    pullJson(reads, tables, cursors, limit, options).catch(
-      (error) => reads === adapter ? Promise.reject(error) : replicaNotReady(error),
-    );
+  ) => {
+    const outcome = await applyPush(writes, adapter, tables, changes, {
+      principal,
+      maxDrift,
+      serverTime: now(),
+    });
+    // What this push gave out is known at once: it wakes the pulls it passes.
+    const last = Math.max(0, ...outcome.held.map(([, end]) => end));
+    if (last > 0) feed.committed(last);
+    return outcome;
+  };
   return {
     schema,
     now,
@@ -175,6 +223,7 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     push: async (changes, options) => (await push(changes, options)).results,
     pullJson: pull,
     pull: async (cursors, limit, options) => JSON.parse(await pull(cursors, limit, options)),
+    endHeldPulls: () => feed.end(),
     close,
     [Symbol.asyncDispose]: close,
   };

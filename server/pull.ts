@@ -56,7 +56,7 @@ import {
   type TableInfo,
 } from "../src/internal.ts";
 import { type Principal, scopeFilter } from "./scope.ts";
-import { seq } from "./sequence.ts";
+import { seq, SEQUENCE_BASE } from "./sequence.ts";
 
 /** Options of a pull. */
 export interface PullOptions {
@@ -81,10 +81,111 @@ export const DEFAULT_MAX_PULL_BYTES = 4 * 1024 * 1024;
 // What a pulled row costs besides its values: keys, versions, flags.
 const ROW_OVERHEAD_BYTES = 160;
 
+/** A pull's pages, and what they say of the database. */
+export interface PulledPages {
+  /** The JSON text of `PullResponse.changes`. */
+  readonly json: string;
+  /** The last sequence number given out, in the snapshot the pages were read from. */
+  readonly sequence: number;
+  /** True when no page carries rows or has more: the asker has everything. */
+  readonly empty: boolean;
+}
+
+/** A requested table with its cursor, checked: {@linkcode askedTables}. */
+export interface AskedTable {
+  /** The table. */
+  readonly info: TableInfo;
+  /** The cursor as the request named it. */
+  readonly cursor: string | null;
+  /** The sequence number the cursor stands for (0 for `null`). */
+  readonly after: number;
+}
+
 /**
- * The pages of `cursors`' tables, as the JSON text of `PullResponse.changes`:
- * one statement per table, all in one read batch — one round trip, one
- * snapshot.
+ * The requested tables with their cursors, checked.
+ *
+ * @throws {SyncError} `unknown_table` for a table that is not synced,
+ * `invalid_change` for a cursor that did not come from this server.
+ */
+export function askedTables(
+  tables: ReadonlyMap<string, TableInfo>,
+  cursors: Readonly<Record<string, string | null>>,
+): AskedTable[] {
+  return Object.entries(cursors).map(([table, cursor]) => {
+    const info = tables.get(table);
+    if (info === undefined || !info.synced) {
+      throw new SyncError("unknown_table", `Unknown synced table ${table}`, {
+        details: { table },
+      });
+    }
+    return { info, cursor, after: cursorNumber(info, cursor) };
+  });
+}
+
+/**
+ * The answer of a pull that has nothing new for any of `asked`: each table's
+ * empty page, its cursor as it was — what {@linkcode pullPages} answers
+ * when the cursors have reached the database's sequence.
+ */
+export function emptyPagesJson(asked: readonly AskedTable[]): string {
+  const parts = asked.map(({ info, cursor }) =>
+    `${JSON.stringify(info.name)}:{"rows":[],"cursor":${
+      JSON.stringify(cursor ?? "0")
+    },"hasMore":false}`
+  );
+  return `{${parts.join(",")}}`;
+}
+
+/**
+ * The pages of `asked` tables (from {@linkcode askedTables}), as the JSON
+ * text of `PullResponse.changes`: one statement per table, all in one read
+ * batch — one round trip, one snapshot.
+ *
+ * A table whose page leaves nothing after it gets the snapshot's last
+ * sequence number as its cursor, not its own newest row's: no row of it can
+ * be numbered at or below that number later (numbers are given out in
+ * commit order), and a cursor that has reached the database's sequence is
+ * one a server that knows the sequence answers without reading
+ * (`database.ts`). A cursor thus tells how many numbers the server gave out
+ * in all — not whose rows they went to, nor which.
+ *
+ * @throws {RangeError} when `limit` is not a positive integer.
+ */
+export async function pullPages(
+  executor: SqlExecutor,
+  asked: readonly AskedTable[],
+  limit: number,
+  options: PullOptions = {},
+): Promise<PulledPages> {
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
+  }
+  const budget = options.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
+  if (asked.length === 0) return { json: "{}", sequence: 0, empty: true };
+  const statements = asked.map(({ info, after }) =>
+    pageSql(info, after, { limit, budget, principal: options.principal, held: options.held })
+  );
+  const answers = statements.length === 1
+    ? [await executor.execute(statements[0]!)]
+    : await executor.batch(statements, "read");
+  const sequence = Number(answers[0]?.rows[0]?.sequence ?? 0);
+  // The bytes of rows the pages before carry.
+  let used = 0;
+  let empty = true;
+  const parts = asked.map(({ info, cursor, after }, i) => {
+    const page = pageOf(info, cursor, after, answers[i]!.rows[0], { used, budget, sequence });
+    if (page.rowsJson !== "[]") used += page.rowsJson.length;
+    if (page.rowsJson !== "[]" || page.hasMore) empty = false;
+    return `${JSON.stringify(info.name)}:{"rows":${page.rowsJson},"cursor":${
+      JSON.stringify(page.cursor)
+    },"hasMore":${page.hasMore}}`;
+  });
+  return { json: `{${parts.join(",")}}`, sequence, empty };
+}
+
+/**
+ * The pages of `cursors`' tables, as the JSON text of `PullResponse.changes`
+ * ({@linkcode pullPages} of {@linkcode askedTables}).
  *
  * @throws {RangeError} when `limit` is not a positive integer.
  * @throws {SyncError} `unknown_table` for a table that is not synced,
@@ -97,36 +198,7 @@ export async function pullJson(
   limit: number,
   options: PullOptions = {},
 ): Promise<string> {
-  if (!Number.isSafeInteger(limit) || limit < 1) {
-    throw new RangeError(`Pull limit must be a positive integer, got ${limit}`);
-  }
-  const budget = options.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
-  const asked = Object.entries(cursors).map(([table, cursor]) => {
-    const info = tables.get(table);
-    if (info === undefined || !info.synced) {
-      throw new SyncError("unknown_table", `Unknown synced table ${table}`, {
-        details: { table },
-      });
-    }
-    return { info, cursor, after: cursorNumber(info, cursor) };
-  });
-  if (asked.length === 0) return "{}";
-  const statements = asked.map(({ info, after }) =>
-    pageSql(info, after, { limit, budget, principal: options.principal, held: options.held })
-  );
-  const answers = statements.length === 1
-    ? [await executor.execute(statements[0]!)]
-    : await executor.batch(statements, "read");
-  // The bytes of rows the pages before carry.
-  let used = 0;
-  const parts = asked.map(({ info, cursor, after }, i) => {
-    const page = pageOf(info, cursor, after, answers[i]!.rows[0], { used, budget });
-    if (page.rowsJson !== "[]") used += page.rowsJson.length;
-    return `${JSON.stringify(info.name)}:{"rows":${page.rowsJson},"cursor":${
-      JSON.stringify(page.cursor)
-    },"hasMore":${page.hasMore}}`;
-  });
-  return `{${parts.join(",")}}`;
+  return (await pullPages(executor, askedTables(tables, cursors), limit, options)).json;
 }
 
 // One table's page, as JSON text.
@@ -154,13 +226,20 @@ function pageOf(
   cursor: string | null,
   after: number,
   answer: Record<string, SqlValue> | undefined,
-  { used, budget }: { readonly used: number; readonly budget: number },
+  { used, budget, sequence }: {
+    readonly used: number;
+    readonly budget: number;
+    readonly sequence: number;
+  },
 ): PageJson {
   const newest = answer?.newest === null || answer?.newest === undefined
     ? undefined
     : Number(answer.newest);
+  // Nothing is left after a page that ends at `newest`: the cursor moves to
+  // the snapshot's sequence (see `pullPages`).
+  const caughtUp = String(Math.max(after, sequence, newest ?? 0));
   if (newest === undefined || newest <= after) {
-    return { rowsJson: "[]", cursor: cursor ?? "0", hasMore: false };
+    return { rowsJson: "[]", cursor: caughtUp, hasMore: false };
   }
   const rowsJson = blobsToBase64(info, String(answer?.rows ?? "[]"));
   // The first page that carries rows goes whatever its size (it was cut to
@@ -172,7 +251,7 @@ function pageOf(
   // `newest` is a row in scope: a page that stopped before it leaves more,
   // unless all that is left is the asker's own (`more` says).
   const hasMore = last < newest && Number(answer?.more ?? 1) === 1;
-  return { rowsJson, cursor: hasMore ? String(last) : String(newest), hasMore };
+  return { rowsJson, cursor: hasMore ? String(last) : caughtUp, hasMore };
 }
 
 // The sequence number a cursor stands for (a `null` cursor: before the first).
@@ -235,7 +314,8 @@ function pageSql(info: TableInfo, after: number, bounds: PageBounds): Sql {
     page AS (SELECT json_group_array(${rowJson}) AS rows, count(*) AS total, max(${seq}) AS last
       FROM (SELECT * FROM ${table} WHERE ${rowsAfter(sql`${after}`)}
         AND ${seq} <= coalesce((${end}), ${newest}) ORDER BY ${seq} LIMIT ${limit}))
-    SELECT ${newest} AS newest, page.rows, page.total, page.last, ${more} AS more FROM page`;
+    SELECT ${newest} AS newest, page.rows, page.total, page.last, ${more} AS more,
+      ${raw(SEQUENCE_BASE)} AS sequence FROM page`;
 }
 
 // The parts of a table's page query, and its blob columns (built once per table).

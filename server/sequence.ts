@@ -87,3 +87,6 @@ export function advanceSequenceStatement(count: number): SqlStatement {
     SET value = CAST(_sync_meta.value AS INTEGER) + ${count}`,
   };
 }
+
+/** Reads the last sequence number given out (column `sequence`; 0 before the first). */
+export const readSequenceStatement: SqlStatement = { sql: `SELECT ${SEQUENCE_BASE} AS sequence` };

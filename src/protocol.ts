@@ -109,7 +109,18 @@ export interface PullRequest {
    * says it holds, so a false claim only costs the asker.
    */
   readonly held?: readonly HeldRange[];
+  /**
+   * How long (ms) the server may hold a pull that has nothing new: it
+   * answers as soon as a change the asker may pull commits, or with the
+   * empty page when `wait` elapses. The server bounds it by its own limit
+   * (`maxPullWait`); at most {@linkcode MAX_PULL_WAIT_MS}. Without it (or 0)
+   * the pull is answered at once.
+   */
+  readonly wait?: number;
 }
+
+/** The largest `wait` a pull request may name, ms (a server holds it for at most its own limit). */
+export const MAX_PULL_WAIT_MS = 600_000;
 
 /** One row in a pull response. */
 export interface PullRow {

@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_CHANGES_PER_PUSH,
   DEFAULT_MAX_PULL_LIMIT,
   MAX_HELD_RANGES,
+  MAX_PULL_WAIT_MS,
   type PullRequest,
   type PullResponse,
   type PushRequest,
@@ -198,6 +199,9 @@ export function createProtocolSchemas(
       limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(maxLimit))),
       nodeId: v.optional(NODE_ID),
       held: v.optional(heldRanges),
+      wait: v.optional(
+        v.pipe(v.number(), v.safeInteger(), v.minValue(0), v.maxValue(MAX_PULL_WAIT_MS)),
+      ),
     }) as unknown as v.GenericSchema<unknown, PullRequest>,
     pushResponse: PUSH_RESPONSE,
     pullResponse: pullResponseSchema(synced),

@@ -1,0 +1,219 @@
+/**
+ * What one endpoint instance knows of the database's change sequence
+ * (`sequence.ts`): the last number given out, and how recently that was
+ * confirmed. Pulls use it twice.
+ *
+ * - **Nothing new, without reading.** A pull whose cursors have all reached
+ *   the known sequence has nothing new, and is answered without a database
+ *   round trip — while the knowledge is fresh: confirmed by a read that
+ *   started at most `interval` ms ago. The instance's own commits are known
+ *   at once; another instance's, from the next read (a pull's snapshot or a
+ *   poll), so a pull answered from knowledge may miss, for at most
+ *   `interval`, a change another instance committed — as a replica that lags
+ *   would: late, never skipped.
+ * - **Held pulls.** A pull with nothing new may wait for the sequence to
+ *   pass its cursors ({@linkcode ChangeFeed.waitPast}): a commit on this
+ *   instance wakes it at once; while any pull waits, the database is polled
+ *   every `interval` ms for the commits of other instances (one read for all
+ *   waiters).
+ *
+ * A woken pull only knows that something was committed, not whether it may
+ * see it: it reads its page again, and waits on if the page is empty (a
+ * change of another principal, another table, or a stale push). So a held
+ * pull is answered either with rows it may pull or when its wait elapses:
+ * other principals' changes decide neither its content nor its timing.
+ *
+ * With `shared: false`, as on Cloudflare Workers, a request's wait neither
+ * wakes nor is woken by another request (work one request leaves to another
+ * is cancelled there when the first ends): each held pull polls the database
+ * on its own timer.
+ *
+ * @example
+ * ```ts
+ * const feed = createChangeFeed({ read: readSequence, interval: 200 });
+ * feed.committed(42); // a push on this instance gave out numbers up to 42
+ * if ((feed.fresh() ?? -1) <= after) return nothingNew;
+ * const moved = await feed.waitPast(after, Date.now() + 20_000, request.signal);
+ * ```
+ *
+ * @module
+ */
+
+/** Options of {@linkcode createChangeFeed}. */
+export interface ChangeFeedOptions {
+  /** Reads the last sequence number given out from the database. */
+  readonly read: () => Promise<number>;
+  /**
+   * How long (ms) a read of the sequence counts as current, and how often
+   * the database is polled while pulls wait.
+   */
+  readonly interval: number;
+  /**
+   * Whether the waits of all requests share one poll and are woken by this
+   * instance's commits (default true). `false`: each wait polls alone.
+   */
+  readonly shared?: boolean;
+  /** The clock (ms). Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** An instance's knowledge of the change sequence: {@linkcode createChangeFeed}. */
+export interface ChangeFeed {
+  /**
+   * The last sequence number given out, if confirmed by a read that started
+   * at most `interval` ms ago (plus this instance's commits since); else
+   * `undefined`: ask the database.
+   */
+  fresh(): number | undefined;
+  /** The database's sequence was `sequence` when a read that started at `startedAt` ran. */
+  observe(sequence: number, startedAt: number): void;
+  /** This instance committed changes numbered up to `sequence`: wakes the waits it passes. */
+  committed(sequence: number): void;
+  /**
+   * Resolves `true` once the known sequence passes `after`, `false` when
+   * `until` (ms, on the feed's clock) comes, `signal` aborts or
+   * {@linkcode ChangeFeed.end} is called. A failing poll ends the wait early
+   * with `false`; the caller reads the database itself next.
+   */
+  waitPast(after: number, until: number, signal?: AbortSignal): Promise<boolean>;
+  /** How many waits are pending. */
+  readonly waiting: number;
+  /** Ends every wait now (each resolves `false`), and those to come at once: for a shutdown. */
+  end(): void;
+}
+
+interface Waiter {
+  readonly after: number;
+  readonly resolve: (moved: boolean) => void;
+}
+
+/**
+ * Creates an instance's knowledge of the change sequence.
+ *
+ * @example
+ * ```ts
+ * const feed = createChangeFeed({ read: readSequence, interval: 200 });
+ * ```
+ */
+export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
+  const { read, interval } = options;
+  const now = options.now ?? Date.now;
+  const shared = options.shared ?? true;
+  let known = -1;
+  let confirmedAt = -Infinity;
+  let ended = false;
+  const waiters = new Set<Waiter>();
+  let poll: ReturnType<typeof setTimeout> | undefined;
+  let reading: Promise<void> | undefined;
+
+  const learn = (sequence: number) => {
+    if (!(sequence > known)) return;
+    known = sequence;
+    for (const waiter of waiters) {
+      if (known > waiter.after) waiter.resolve(true);
+    }
+  };
+  // One read at a time, for every waiter; a failure ends the waits (their
+  // pulls then read the database, and meet the failure themselves).
+  const refresh = (): Promise<void> =>
+    reading ??= (async () => {
+      const startedAt = now();
+      try {
+        feed.observe(await read(), startedAt);
+      } catch {
+        for (const waiter of waiters) waiter.resolve(false);
+      } finally {
+        reading = undefined;
+      }
+    })();
+  const schedulePoll = () => {
+    if (poll !== undefined || waiters.size === 0 || ended) return;
+    poll = setTimeout(() => {
+      poll = undefined;
+      void refresh().then(schedulePoll);
+    }, interval);
+  };
+
+  const feed: ChangeFeed = {
+    fresh: () => (now() - confirmedAt <= interval ? known : undefined),
+    observe(sequence, startedAt) {
+      if (startedAt > confirmedAt) confirmedAt = startedAt;
+      learn(sequence);
+    },
+    committed: learn,
+    get waiting() {
+      return waiters.size;
+    },
+    waitPast(after, until, signal) {
+      if (ended || signal?.aborted || known > after) return Promise.resolve(known > after);
+      return shared
+        ? sharedWait(after, until, signal)
+        : aloneWait(after, until, signal);
+    },
+    end() {
+      ended = true;
+      for (const waiter of waiters) waiter.resolve(false);
+      clearTimeout(poll);
+      poll = undefined;
+    },
+  };
+
+  function sharedWait(after: number, until: number, signal?: AbortSignal): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => waiter.resolve(false), Math.max(0, until - now()));
+      const abort = () => waiter.resolve(false);
+      const waiter: Waiter = {
+        after,
+        resolve: (moved) => {
+          if (!waiters.delete(waiter)) return;
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", abort);
+          if (waiters.size === 0) {
+            clearTimeout(poll);
+            poll = undefined;
+          }
+          resolve(moved);
+        },
+      };
+      waiters.add(waiter);
+      signal?.addEventListener("abort", abort, { once: true });
+      schedulePoll();
+    });
+  }
+
+  // A wait of its own: read the sequence every `interval` until it passes
+  // `after`, or the wait ends.
+  async function aloneWait(after: number, until: number, signal?: AbortSignal): Promise<boolean> {
+    while (!ended && !signal?.aborted) {
+      const left = until - now();
+      if (left <= 0) return false;
+      await sleep(Math.min(interval, left), signal);
+      if (ended || signal?.aborted || now() >= until) return false;
+      const startedAt = now();
+      let sequence: number;
+      try {
+        sequence = await read();
+      } catch {
+        return false;
+      }
+      feed.observe(sequence, startedAt);
+      if (sequence > after) return true;
+    }
+    return false;
+  }
+
+  return feed;
+}
+
+// Resolves after `ms`, or at once when `signal` aborts.
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
