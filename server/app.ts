@@ -12,6 +12,13 @@
  * input. Values that pass the schemas can still be refused row by row
  * (`rejected`, with the code of the rule they break).
  *
+ * A pull that names `wait` (ms, cut to `maxPullWait`) and has nothing new is
+ * held: it is answered as soon as a change the principal may pull commits,
+ * on this instance or another over the same database, or with its empty
+ * pages when the wait elapses or the client goes away
+ * (`server/held_pull.ts`). Before closing the HTTP server, end the held
+ * pulls (`database.endHeldPulls()`): the server waits for requests in flight.
+ *
  * @example
  * ```ts
  * import { Hono } from "hono";
@@ -58,6 +65,11 @@ export interface SyncServerLimits {
   readonly maxPullLimit?: number;
   /** About how many bytes of rows a pull response carries at most (default 4 MiB; at least one row). */
   readonly maxPullBytes?: number;
+  /**
+   * The longest a pull with nothing new is held, ms (default 30,000): a
+   * request's `wait` beyond it is cut to it. 0 answers every pull at once.
+   */
+  readonly maxPullWait?: number;
 }
 
 /**
@@ -109,6 +121,7 @@ type ValidatedEnv<T> = { Variables: { request: T } };
 
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_PULL_LIMIT = 1_000;
+const DEFAULT_MAX_PULL_WAIT = 30_000;
 
 /**
  * Creates the sync endpoint.
@@ -121,6 +134,7 @@ export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServer
   const maxPullLimit = limits.maxPullLimit ?? DEFAULT_MAX_PULL_LIMIT;
   const defaultPullLimit = Math.min(limits.defaultPullLimit ?? DEFAULT_PULL_LIMIT, maxPullLimit);
   const maxPullBytes = limits.maxPullBytes ?? DEFAULT_MAX_PULL_BYTES;
+  const maxPullWait = limits.maxPullWait ?? DEFAULT_MAX_PULL_WAIT;
   // The change limit is checked once, by `validBody`, which answers 413
   // before valibot walks the changes: the schema itself has none.
   const schemas = createProtocolSchemas(database.schema, {
@@ -157,6 +171,9 @@ export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServer
       principal: c.get("principal"),
       maxBytes: maxPullBytes,
       held: request.held,
+      wait: Math.min(request.wait ?? 0, maxPullWait),
+      // A client that goes away ends its hold.
+      signal: c.req.raw.signal,
     });
     // The pages are JSON text already (written by SQLite): splice, don't re-encode.
     return c.body(`{"changes":${changes},"serverTime":${database.now()}}`, 200, {

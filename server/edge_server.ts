@@ -21,6 +21,12 @@
  * - anything else (a destructive migration, a refused token): 500
  *   `misconfigured`, with the reason.
  *
+ * Pulls may be held (`wait`), for at most 20 s unless `limits.maxPullWait`
+ * says otherwise: each held pull reads the database's sequence once a second
+ * by itself (a Worker's request may not be woken by another's), so a change
+ * reaches a live client within about a second. Each read is a subrequest of
+ * the held request; the Workers free plan allows 50 per request.
+ *
  * @example
  * ```ts
  * // worker.ts: `wrangler deploy`, with LIBSQL_URL and LIBSQL_AUTH_TOKEN set
@@ -98,6 +104,11 @@ interface Settings {
   authToken: string | undefined;
 }
 
+// A held pull at the edge reads the sequence once a second, for at most
+// 20 s: about 20 subrequests, within what a Worker's request may make.
+const EDGE_WATCH_INTERVAL_MS = 1_000;
+const EDGE_MAX_PULL_WAIT_MS = 20_000;
+
 // The endpoint, once built.
 type Handler = ReturnType<typeof createSyncServer>;
 
@@ -129,18 +140,21 @@ export function createEdgeServer<T extends Record<string, TableDef>>(
     const { createClient } = await import("@libsql/client/web");
     const adapter = libsqlAdapter(createClient({ url, authToken }));
     try {
-      // Each request writes its own pushes: on Workers, work one request
-      // leaves to another is cancelled when the first one ends.
+      // Each request writes its own pushes, and a held pull watches the
+      // database on its own: on Workers, work one request leaves to another
+      // is cancelled when the first one ends.
       const database = await openServerDatabase({
         adapter,
         schema: options.schema,
         groupCommit: false,
+        sharedWatch: false,
+        watchInterval: EDGE_WATCH_INTERVAL_MS,
       });
       return createSyncServer({
         database,
         authorize: options.authorize,
         maxDrift: options.maxDrift,
-        limits: options.limits,
+        limits: { maxPullWait: EDGE_MAX_PULL_WAIT_MS, ...options.limits },
       });
     } catch (error) {
       // The client of a failed start is dropped: the next request opens its own.

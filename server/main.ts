@@ -163,6 +163,8 @@ export async function runServer(
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: finishing requests in flight, then closing the database`);
+    // Held pulls are answered now, or the server would wait for them.
+    database.endHeldPulls();
     await server.close();
     await database.close();
     console.log("stopped");

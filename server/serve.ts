@@ -51,7 +51,7 @@ interface DenoLike {
   ): { addr: { port: number }; shutdown(): Promise<void> };
 }
 interface BunLike {
-  serve(options: { hostname: string; port: number; fetch: FetchHandler }): {
+  serve(options: { hostname: string; port: number; fetch: FetchHandler; idleTimeout: number }): {
     port: number;
     stop(closeActiveConnections?: boolean): Promise<void> | void;
   };
@@ -69,7 +69,9 @@ export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<
     return Promise.resolve(running("deno", host, server.addr.port, () => server.shutdown()));
   }
   if (Bun !== undefined) {
-    const server = Bun.serve({ hostname, port, fetch });
+    // Bun ends a connection that sent nothing for 10 s by default: a held
+    // pull (up to 30 s) would be cut. Its longest is 255 s.
+    const server = Bun.serve({ hostname, port, fetch, idleTimeout: 120 });
     return Promise.resolve(running("bun", host, server.port, async () => {
       await server.stop();
     }));
@@ -81,10 +83,7 @@ export function serve(fetch: FetchHandler, options: ServeOptions = {}): Promise<
           "node",
           host,
           info.port,
-          () =>
-            new Promise<void>((done, fail) =>
-              server.close((error) => (error ? fail(error) : done()))
-            ),
+          () => closeNode(server as unknown as NodeServer),
         ),
       );
     });
@@ -103,4 +102,34 @@ function running(
   close: () => Promise<void>,
 ): RunningServer {
   return { runtime, port, url: `http://${host}:${port}`, close, [Symbol.asyncDispose]: close };
+}
+
+// What `closeNode` uses of Node's `http.Server`.
+interface NodeServer {
+  close(callback: (error?: Error) => void): void;
+  closeIdleConnections(): void;
+  closeAllConnections(): void;
+}
+
+// How long a shutdown waits for the requests in flight before it closes
+// their connections, ms.
+const CLOSE_GRACE_MS = 2_000;
+
+// Stops accepting connections and resolves once they are all closed. Node
+// closes those idle at that moment; others are closed as they go idle, and
+// whatever is still open after the grace period is closed: a connection
+// whose client gave up on a request (a held pull aborted) is not always
+// seen as idle again, and would otherwise stay open for the 65 s keep-alive.
+function closeNode(server: NodeServer): Promise<void> {
+  return new Promise<void>((done, fail) => {
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    server.close((error) => {
+      clearInterval(sweep);
+      clearTimeout(cut);
+      if (error) fail(error);
+      else done();
+    });
+    server.closeIdleConnections();
+  });
 }

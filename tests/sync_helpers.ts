@@ -108,6 +108,7 @@ export async function startServer(
     url?: string;
     readUrl?: string;
     now?: () => number;
+    watchInterval?: number;
   } = {},
 ): Promise<TestServer> {
   const database = await openServerDatabase({
@@ -118,12 +119,14 @@ export async function startServer(
     schema,
     now: options.now,
     journalMode: options.url?.startsWith("file:") ? "wal" : undefined,
+    watchInterval: options.watchInterval,
   });
   const server = await serve(createSyncServer({ ...options, database }).fetch);
   return {
     url: server.url,
     database,
     close: async () => {
+      database.endHeldPulls();
       await server.close();
       await database.close();
     },
