@@ -22,7 +22,8 @@
  * `--tokens` (`SYNC_TOKENS`, `secret=principal,…`: bearer tokens; a missing,
  * malformed or unknown `Authorization: Bearer <token>` is a 401 before the
  * body is read; the principal is matched against scope columns). Without
- * tokens every request is served.
+ * tokens every request is served. `--max-pull-wait` (`SYNC_MAX_PULL_WAIT`,
+ * ms, default 30,000) bounds how long a pull with nothing new is held.
  *
  * Logs one line per request (Hono's `logger`). On SIGINT or SIGTERM it stops
  * accepting connections, answers the requests in flight — every acknowledged
@@ -75,6 +76,9 @@ Options (environment variable in parentheses):
   --auth-token TOKEN  auth token of a remote libSQL URL (SYNC_AUTH_TOKEN)
   --tokens LIST       bearer tokens, secret=principal,... (SYNC_TOKENS); without
                       them every request is served
+  --max-pull-wait MS  longest a pull with nothing new is held (SYNC_MAX_PULL_WAIT;
+                      default 30000; keep it under the idle timeout of any
+                      proxy in front: 0 answers every pull at once)
   -h, --help          print this help
 
 Stops on SIGINT or SIGTERM after answering the requests in flight.`;
@@ -113,6 +117,15 @@ export async function runServer(
     process.exit(2);
   }
   const tokens = parseTokens(flags.tokens ?? process.env.SYNC_TOKENS);
+  const waitText = flags["max-pull-wait"] ?? process.env.SYNC_MAX_PULL_WAIT;
+  const maxPullWait = waitText === undefined ? undefined : Number(waitText);
+  if (
+    maxPullWait !== undefined &&
+    (waitText!.trim() === "" || !Number.isSafeInteger(maxPullWait) || maxPullWait < 0)
+  ) {
+    console.error(`Invalid --max-pull-wait ${JSON.stringify(waitText)}: use milliseconds, 0 or more`);
+    process.exit(2);
+  }
   const schema = await loadSchema(flags.schema ?? process.env.SYNC_SCHEMA);
 
   if (dbUrl.startsWith("file:")) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
@@ -140,7 +153,7 @@ export async function runServer(
     return id === undefined ? null : { id };
   };
   app.notFound(notFound);
-  app.route("/", createSyncServer({ database, authorize }));
+  app.route("/", createSyncServer({ database, authorize, limits: { maxPullWait } }));
 
   let server: RunningServer;
   try {
@@ -182,6 +195,7 @@ type Flags = {
   schema?: string;
   "auth-token"?: string;
   tokens?: string;
+  "max-pull-wait"?: string;
   help?: boolean;
 };
 
@@ -197,6 +211,7 @@ function parseFlags(args: readonly string[], program: string): Flags {
         schema: { type: "string" },
         "auth-token": { type: "string" },
         tokens: { type: "string" },
+        "max-pull-wait": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;

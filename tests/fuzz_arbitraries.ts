@@ -638,7 +638,12 @@ function validPullBody(ctx: FuzzContext, who: FuzzPrincipal): fc.Arbitrary<Chang
     ),
     nodeId: fc.option(fc.constantFrom(who.nodeId, other(who).nodeId, "n"), { nil: undefined }),
     held: fc.option(heldRanges, { nil: undefined }),
-  }).map(({ tables, cursors, limit, nodeId, held }) => {
+    // Any valid wait: the server cuts it to its maxPullWait.
+    wait: fc.option(
+      fc.oneof(fc.integer({ min: 0, max: 100 }), fc.constantFrom(0, 30_000, 600_000)),
+      { nil: undefined },
+    ),
+  }).map(({ tables, cursors, limit, nodeId, held, wait }) => {
     const body: Record<string, Json> = {
       protocol: PROTOCOL_VERSION,
       schema: ctx.schemaHash,
@@ -647,6 +652,7 @@ function validPullBody(ctx: FuzzContext, who: FuzzPrincipal): fc.Arbitrary<Chang
     if (limit !== undefined) body.limit = limit;
     if (nodeId !== undefined) body.nodeId = nodeId;
     if (held !== undefined) body.held = held;
+    if (wait !== undefined) body.wait = wait;
     return body;
   });
 }
@@ -787,6 +793,23 @@ function positionValue(ctx: FuzzContext, key: string): fc.Arbitrary<Replacement>
         ),
         replacement,
       );
+    case "wait":
+      return fc.oneof(
+        fc.constantFrom<Json>(
+          -1,
+          1.5,
+          600_001,
+          1e308,
+          "10",
+          null,
+          true,
+          {},
+          [10],
+          new RawJson("1e400"),
+          new RawJson("9007199254740993"),
+        ),
+        replacement,
+      );
     case "limit":
       return fc.oneof(
         fc.constantFrom<Json>(
@@ -880,7 +903,7 @@ function mutatePull(ctx: FuzzContext, body: Change): fc.Arbitrary<Json> {
     ),
     fc.option(validCursor(ctx), { nil: null }),
   ).map(([key, cursor]) => withEntry(body, "cursors", withEntry(cursors, key, cursor)));
-  const atTop = keyAt(["protocol", "schema", "cursors", "limit", "nodeId", "held"]).chain((key) =>
+  const atTop = keyAt(["protocol", "schema", "cursors", "limit", "nodeId", "held", "wait"]).chain((key) =>
     positionValue(ctx, key).map((value) => withEntry(body, key, value))
   );
   return fc.oneof(badCursor, badCursorKey, atTop);

@@ -121,10 +121,17 @@ const CODES: Readonly<Record<number, readonly string[]>> = {
 
 // ================================================================ the server's side
 
+// Held pulls are held for real, briefly: a run sends thousands of pulls.
+const FUZZ_MAX_PULL_WAIT = 30;
+
 // Started as a child by the first test: serve the fixture until killed.
 const serveUrl = process.env[SERVE_ENV];
 if (serveUrl !== undefined) {
-  const server = await startServer(syncSchema, { url: serveUrl, authorize: bearer({ ...TOKENS }) });
+  const server = await startServer(syncSchema, {
+    url: serveUrl,
+    authorize: bearer({ ...TOKENS }),
+    limits: { maxPullWait: FUZZ_MAX_PULL_WAIT },
+  });
   console.log(`fuzz server on ${server.url}`);
 } else {
   test(
@@ -328,7 +335,16 @@ function startMain(): Promise<World> {
   const tokens = Object.entries(TOKENS).map(([token, id]) => `${token}=${id}`).join(",");
   return spawnServer(
     main,
-    ["--db", join(dir.path, "main.db"), "--port", "0", "--tokens", tokens],
+    [
+      "--db",
+      join(dir.path, "main.db"),
+      "--port",
+      "0",
+      "--tokens",
+      tokens,
+      "--max-pull-wait",
+      String(FUZZ_MAX_PULL_WAIT),
+    ],
     {},
     dir,
     /server on (http:\/\/127\.0\.0\.1:\d+)/,
