@@ -146,9 +146,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     },
     waitPast(after, until, signal) {
       if (ended || signal?.aborted || known > after) return Promise.resolve(known > after);
-      return shared
-        ? sharedWait(after, until, signal)
-        : aloneWait(after, until, signal);
+      return shared ? sharedWait(after, until, signal) : aloneWait(after, until, signal);
     },
     end() {
       ended = true;

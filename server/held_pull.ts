@@ -36,8 +36,8 @@ import {
   askedTables,
   emptyPagesJson,
   type PulledPages,
-  pullPages,
   type PullOptions,
+  pullPages,
 } from "./pull.ts";
 
 /** Options of a pull that may be held. */

@@ -123,7 +123,9 @@ export async function runServer(
     maxPullWait !== undefined &&
     (waitText!.trim() === "" || !Number.isSafeInteger(maxPullWait) || maxPullWait < 0)
   ) {
-    console.error(`Invalid --max-pull-wait ${JSON.stringify(waitText)}: use milliseconds, 0 or more`);
+    console.error(
+      `Invalid --max-pull-wait ${JSON.stringify(waitText)}: use milliseconds, 0 or more`,
+    );
     process.exit(2);
   }
   const schema = await loadSchema(flags.schema ?? process.env.SYNC_SCHEMA);

@@ -40,6 +40,8 @@ export interface PostJsonOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Ms until the request is abandoned (its body read included); no answer by then is `offline`. */
   readonly timeout: number;
+  /** Abandons the request early (the caller stopped); it then rejects as `offline`. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -102,7 +104,11 @@ async function requestJson(
 ): Promise<unknown> {
   let response: Response;
   try {
-    response = await options.fetch(url, { ...init, signal: AbortSignal.timeout(options.timeout) });
+    const timeout = AbortSignal.timeout(options.timeout);
+    const signal = options.signal === undefined
+      ? timeout
+      : AbortSignal.any([timeout, options.signal]);
+    response = await options.fetch(url, { ...init, signal });
   } catch (cause) {
     throw new SyncError("offline", `Cannot reach ${url}: ${(cause as Error)?.message}`, { cause });
   }

@@ -57,6 +57,17 @@ export interface PullOptions {
   readonly held: HeldRanges;
   /** Rows per table per page (default: the server's). */
   readonly pullLimit?: number;
+  /**
+   * POSTs one held pull (`request.wait` set), abandoned when `signal`
+   * aborts: `postJson` with a timeout that covers the wait.
+   */
+  readonly postHeld?: (
+    request: PullRequest,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ) => Promise<unknown>;
+  /** How long a held pull asks the server to wait, ms (default 20,000). */
+  readonly wait?: number;
 }
 
 /** Pulls one page of every table in `tableTimestamps` and applies it; `{ hasMore }` asks for the next. */
@@ -64,6 +75,25 @@ export type Pull = (
   db: Database<Record<string, TableDef>>,
   tableTimestamps: Record<string, unknown>,
 ) => Promise<{ hasMore: boolean }>;
+
+/**
+ * One held pull from the database's stored cursors, `wait` ms at most:
+ * resolves `true` when the server answered something new — rows, or cursors
+ * that moved — which the next {@linkcode Pull} from those cursors merges
+ * without asking again, and `false` when the wait ended with nothing.
+ */
+export type Listen = (
+  db: Database<Record<string, TableDef>>,
+  signal: AbortSignal,
+) => Promise<boolean>;
+
+/** The pull side of the transport: {@linkcode createPull}. */
+export interface PullSide {
+  /** Pulls a page and applies it. */
+  readonly pull: Pull;
+  /** Holds a pull until the server has something new (`wait` ms at most). */
+  readonly listen: Listen;
+}
 
 type Envelope = v.InferOutput<ReturnType<typeof createPullEnvelopeSchema>>;
 
@@ -77,16 +107,15 @@ const envelope = createPullEnvelopeSchema();
  * const pull = createPull({ post, headers: async () => ({}), held: createHeldRanges() });
  * ```
  */
-export function createPull(options: PullOptions): Pull {
+export function createPull(options: PullOptions): PullSide {
   const ahead = createPageAhead();
 
-  function requestPage(
+  function requestOf(
     db: Database<Record<string, TableDef>>,
     cursors: Record<string, string | null>,
-    headers: Record<string, string>,
-  ): Promise<unknown> {
+  ): PullRequest {
     const held = options.held.forPull(db, cursors);
-    const request: PullRequest = {
+    return {
       protocol: PROTOCOL_VERSION,
       schema: db.schema.hash,
       nodeId: db.nodeId,
@@ -94,10 +123,29 @@ export function createPull(options: PullOptions): Pull {
       ...(options.pullLimit === undefined ? {} : { limit: options.pullLimit }),
       ...(held.length === 0 ? {} : { held }),
     };
-    return options.post(request, headers);
   }
+  const requestPage = (
+    db: Database<Record<string, TableDef>>,
+    cursors: Record<string, string | null>,
+    headers: Record<string, string>,
+  ): Promise<unknown> => options.post(requestOf(db, cursors), headers);
 
-  return async (db, tableTimestamps) => {
+  const listen: Listen = async (db, signal) => {
+    if (options.postHeld === undefined) throw new TypeError("This transport is not live");
+    const cursors = cursorsOf(await db.getCursors());
+    const headers = await options.headers();
+    const request = { ...requestOf(db, cursors), wait: options.wait ?? DEFAULT_WAIT };
+    const payload = await options.postHeld(request, headers, signal);
+    const checked = checkEnvelope(payload);
+    const news = Object.entries(checked.changes).some(([table, page]) =>
+      page.rows.length > 0 || page.hasMore || page.cursor !== (cursors[table] ?? "0")
+    );
+    // The sync that follows starts from these cursors: the answer is its first page.
+    if (news) ahead.put(db, cursors, headers, Promise.resolve(payload));
+    return news;
+  };
+
+  const pull: Pull = async (db, tableTimestamps) => {
     const cursors = cursorsOf(tableTimestamps);
     const headers = await options.headers();
     const prefetched = ahead.take(db, cursors, headers);
@@ -113,7 +161,12 @@ export function createPull(options: PullOptions): Pull {
     await db.applyServerChanges(page.changes);
     return { hasMore: page.hasMore };
   };
+  return { pull, listen };
 }
+
+// How long a held pull asks the server to wait, ms: under the idle timeouts
+// proxies commonly have (30 s and more) and the server's default bound.
+const DEFAULT_WAIT = 20_000;
 
 /** The one page asked for ahead of the call that will use it. */
 interface PageAhead {

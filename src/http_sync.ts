@@ -78,6 +78,21 @@ export interface HttpSyncOptions {
    * takes. A change larger than that goes alone.
    */
   maxPushBytes?: number;
+  /**
+   * Keep one held pull open while the manager is started (`onListen`), so
+   * that what other devices write arrives within milliseconds instead of
+   * at the next `syncInterval`. It costs one open request per client, at
+   * all times; the server answers it when a change this client may pull
+   * commits, or after `liveWait`, and it is then asked again.
+   */
+  live?: boolean;
+  /**
+   * How long (ms) a held pull asks the server to wait (default 20,000; the
+   * server cuts it to its `maxPullWait`). Keep it under the idle timeout of
+   * any proxy between client and server, which would otherwise cut the
+   * request (then the manager backs off and asks again).
+   */
+  liveWait?: number;
 }
 
 /** The transport pair for `ServerSyncManager`. */
@@ -89,6 +104,12 @@ export interface HttpSync {
   ) => Promise<{ hasMore: boolean }>;
   /** Pushes changes; returns the server's verdict per change. */
   onSend: (operations: DirtyRow[], db: Database<Record<string, TableDef>>) => Promise<PushResult[]>;
+  /**
+   * With `live: true`: holds a pull open until the server has something new
+   * for `db` (`true`: the manager syncs, and that sync's first page is the
+   * one this call brought) or the wait ends (`false`).
+   */
+  onListen?: (db: Database<Record<string, TableDef>>, signal: AbortSignal) => Promise<boolean>;
   /**
    * 2: pushes may overlap (each is one request, and the server applies any
    * order the same way), so a manager given this pair keeps two batches in
@@ -120,12 +141,22 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
     maxPushBytes: options.maxPushBytes ?? 4 * 1024 * 1024,
     held,
   });
+  const liveWait = options.liveWait ?? DEFAULT_LIVE_WAIT;
   const pull = createPull({
     post: (request, headers) =>
       postJson(`${base}/pull`, request, { fetch: fetchImpl, headers, timeout }),
+    // A held pull's timeout covers its wait.
+    postHeld: (request, headers, signal) =>
+      postJson(`${base}/pull`, request, {
+        fetch: fetchImpl,
+        headers,
+        timeout: timeout + liveWait,
+        signal,
+      }),
     headers: headersNow,
     held,
     pullLimit: options.pullLimit,
+    wait: liveWait,
   });
   const explained = explainingMismatches(async () =>
     getJson(`${base}/schema`, {
@@ -134,12 +165,19 @@ export function createHttpSync(options: HttpSyncOptions): HttpSync {
       timeout: Math.min(timeout, SCHEMA_TIMEOUT),
     })
   );
-  return {
+  const sync: HttpSync = {
     sendConcurrency: 2,
     onSend: (operations, db) => explained(db, () => push(operations, db)),
-    onFetch: (db, tableTimestamps) => explained(db, () => pull(db, tableTimestamps)),
+    onFetch: (db, tableTimestamps) => explained(db, () => pull.pull(db, tableTimestamps)),
   };
+  if (options.live === true) {
+    sync.onListen = (db, signal) => explained(db, () => pull.listen(db, signal));
+  }
+  return sync;
 }
+
+/** Default of {@linkcode HttpSyncOptions.liveWait}, ms. */
+const DEFAULT_LIVE_WAIT = 20_000;
 
 /** The longest wait for `GET /schema` after a mismatch, ms: the explanation must not hold the sync up. */
 const SCHEMA_TIMEOUT = 10_000;

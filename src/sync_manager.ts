@@ -13,6 +13,9 @@
  * local write while started is sent `sendDelay` (25 ms) after it, and writes
  * made while a sync runs go out together in the next one, `sendDelay` after
  * it: the interval is the safety net (`sendDelay: false` keeps to it alone).
+ * With `onListen` (`createHttpSync({ live: true })`), one held pull stays open
+ * while started, and what other devices write is merged as soon as the
+ * server has it (`live_loop.ts`).
  *
  * `onSend` may return `true` (all accepted), `false` (retry later) or one
  * verdict per change: `applied` and `stale` clear the outbox entry,
@@ -59,6 +62,7 @@
 import { backoffDelay, type ResolvedManagerOptions, resolveManagerOptions } from "./backoff.ts";
 import type { Database, DatabaseChange } from "./database.ts";
 import { SyncError } from "./errors.ts";
+import { type LiveLoop, startLiveLoop } from "./live_loop.ts";
 import type { DirtyRow } from "./outbox.ts";
 import type { RejectedRow } from "./rejected.ts";
 import type { TableDef } from "./schema.ts";
@@ -154,6 +158,14 @@ export interface ServerSyncManagerOptions<T extends Record<string, TableDef>> {
   onFetch: (db: Database<T>, tableTimestamps: Record<string, unknown>) => Promise<FetchResult>;
   /** Sends outbox changes; see {@linkcode SendResult}. */
   onSend: (operations: DirtyRow[], db: Database<T>) => Promise<SendResult>;
+  /**
+   * Waits for the server to have something new (`createHttpSync({ live:
+   * true })` brings it: a held pull): resolves `true` when it has, and the
+   * manager syncs at once; `false` when the wait ended with nothing. While
+   * started, the manager keeps one call open; a failing call is tried again
+   * with the retry backoff. Aborted by `signal` on `stop()`.
+   */
+  onListen?: (db: Database<T>, signal: AbortSignal) => Promise<boolean>;
   /** Changes per `onSend` call (default 500). */
   batchSize?: number;
   /**
@@ -203,6 +215,7 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
   // The counts a sync took as it ended, for its report (see #report).
   #counted: { pending?: number; rejected?: number } = {};
   #unsubscribe: (() => void) | undefined;
+  #live: LiveLoop | undefined;
   #recounting = false;
   readonly #stopCounting: () => void;
   // Resolved by the first successful sync since the manager was created.
@@ -260,13 +273,24 @@ export class ServerSyncManager<T extends Record<string, TableDef> = Record<strin
       if (change.source === "local") this.#recount();
     });
     this.#scheduler.start();
+    const { onListen } = this.#given;
+    if (onListen !== undefined) {
+      this.#live = startLiveLoop({
+        listen: (signal) => onListen.call(this.#given, this.#db, signal),
+        sync: () => this.syncNow(),
+        retryDelay: (failures) => backoffDelay(failures, this.#options),
+        clock: this.#options.clock,
+      });
+    }
   }
 
-  /** Stops the background syncs and waits for a running one to finish. */
+  /** Stops the background syncs (and the live channel) and waits for a running sync to finish. */
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
-    await this.#scheduler.stop();
+    const live = this.#live;
+    this.#live = undefined;
+    await Promise.all([live?.stop(), this.#scheduler.stop()]);
   }
 
   /** Stops the manager for good (`await using manager = new ServerSyncManager(…)`). */

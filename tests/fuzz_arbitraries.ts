@@ -903,9 +903,9 @@ function mutatePull(ctx: FuzzContext, body: Change): fc.Arbitrary<Json> {
     ),
     fc.option(validCursor(ctx), { nil: null }),
   ).map(([key, cursor]) => withEntry(body, "cursors", withEntry(cursors, key, cursor)));
-  const atTop = keyAt(["protocol", "schema", "cursors", "limit", "nodeId", "held", "wait"]).chain((key) =>
-    positionValue(ctx, key).map((value) => withEntry(body, key, value))
-  );
+  const atTop = keyAt(["protocol", "schema", "cursors", "limit", "nodeId", "held", "wait"]).chain((
+    key,
+  ) => positionValue(ctx, key).map((value) => withEntry(body, key, value)));
   return fc.oneof(badCursor, badCursorKey, atTop);
 }
 

@@ -109,6 +109,7 @@ export async function startServer(
     readUrl?: string;
     now?: () => number;
     watchInterval?: number;
+    port?: number;
   } = {},
 ): Promise<TestServer> {
   const database = await openServerDatabase({
@@ -121,7 +122,9 @@ export async function startServer(
     journalMode: options.url?.startsWith("file:") ? "wal" : undefined,
     watchInterval: options.watchInterval,
   });
-  const server = await serve(createSyncServer({ ...options, database }).fetch);
+  const server = await serve(createSyncServer({ ...options, database }).fetch, {
+    port: options.port,
+  });
   return {
     url: server.url,
     database,
