@@ -167,13 +167,15 @@ export function createSyncServer(options: SyncServerOptions): HonoApp<SyncServer
 
   app.post("/pull", authorized, valid(schemas.pullRequest), async (c) => {
     const request = c.get("request");
+    const wait = Math.min(request.wait ?? 0, maxPullWait);
     const changes = await database.pullJson(request.cursors, request.limit ?? defaultPullLimit, {
       principal: c.get("principal"),
       maxBytes: maxPullBytes,
       held: request.held,
-      wait: Math.min(request.wait ?? 0, maxPullWait),
-      // A client that goes away ends its hold.
-      signal: c.req.raw.signal,
+      wait,
+      // A client that goes away ends its hold. (Read only for a pull that
+      // may be held: Deno warns once about its signal's legacy behaviour.)
+      signal: wait > 0 ? c.req.raw.signal : undefined,
     });
     // The pages are JSON text already (written by SQLite): splice, don't re-encode.
     return c.body(`{"changes":${changes},"serverTime":${database.now()}}`, 200, {

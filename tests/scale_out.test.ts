@@ -23,7 +23,7 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
 import { createClient } from "@libsql/client";
 import { createSyncServer } from "../server/app.ts";
-import { openServerDatabase } from "../server/database.ts";
+import { DEFAULT_WATCH_INTERVAL_MS, openServerDatabase } from "../server/database.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { syncSchema as schema } from "./fixtures.ts";
@@ -245,6 +245,8 @@ test(
       const window = await pullWhilePushing(writers, [reader]);
       // The replica catches up; the reader converges.
       await until(async () => (await countTasks(replica.url)) === 300, "the replica caught up");
+      // The reading instance learns of it within its watch interval.
+      await delay(DEFAULT_WATCH_INTERVAL_MS + 50);
       await reader.manager.syncNow();
 
       const accepted = await storedRows(primary.url);
