@@ -31,10 +31,8 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
@@ -43,6 +41,7 @@ import { formatHlc } from "../src/hlc.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { schema, taskData } from "./fixtures.ts";
 import { checkout, formatNumber, markdownTable, median, tempDir } from "./lib.ts";
+import { startServerChild } from "./server_child.ts";
 import { startSqld } from "../tests/sqld.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -72,49 +71,6 @@ interface LoadResult {
   readonly perSecond: number;
   readonly p50: number;
   readonly p99: number;
-}
-
-// The command running `push_server.ts` on `runtime`.
-function serverCommand(runtime: string, args: string[]): { command: string; args: string[] } {
-  const script = join(ROOT, "bench/push_server.ts");
-  const bin = (name: string) => join(ROOT, "node_modules/.bin", name);
-  if (runtime === "deno") {
-    return {
-      command: bin("deno"),
-      args: ["run", "-A", "--config", join(ROOT, "deno.json"), script, ...args],
-    };
-  }
-  if (runtime === "bun") return { command: bin("bun"), args: [script, ...args] };
-  return { command: process.execPath, args: ["--import", "tsx", script, ...args] };
-}
-
-// Starts a server child; resolves with its URL and a stop function.
-async function startServer(
-  runtime: string,
-  root: string,
-  db: string,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  const { command, args } = serverCommand(runtime, ["--root", root, "--db", db]);
-  const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the server did not start in 60 s")), 60_000);
-    lines.once("line", (line) => {
-      clearTimeout(timer);
-      resolve(JSON.parse(line).url);
-    });
-    child.once("exit", (code) => reject(new Error(`the server exited (${code})`)));
-  });
-  return {
-    url,
-    stop: async () => {
-      child.stdin!.end();
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
 let serial = 0;
@@ -228,7 +184,7 @@ try {
         for (const [variant, root] of [["before", before.path], ["after", ROOT]] as const) {
           const dir = tempDir();
           const sqld = store === "sqld" ? await startSqld() : undefined;
-          const server = await startServer(
+          const server = await startServerChild(
             runtime,
             root,
             sqld?.url ?? join(dir.path, "server.db"),

@@ -46,6 +46,9 @@ console.log(JSON.stringify({ url: server.url }));
 for await (const _ of createInterface({ input: process.stdin })) {
   // Commands are not needed: the end of stdin is the signal.
 }
+// Held pulls are answered first, or the server would wait for them (older
+// checkouts, which hold none, lack the method).
+database.endHeldPulls?.();
 await server.close();
 await database.close();
 process.exit(0);
