@@ -91,7 +91,7 @@ export interface ServerDatabaseOptions<T extends Record<string, TableDef>> {
    * How often (ms) the instance reads the database's change sequence while
    * pulls are held, for the changes other instances commit; and how long
    * such a read stays current for answering a pull that has nothing new
-   * without reading the database (default 250). Its own commits it knows at
+   * without reading the database (default 100). Its own commits it knows at
    * once.
    */
   watchInterval?: number;
@@ -150,7 +150,7 @@ export interface ServerDatabase {
 }
 
 /** Default of {@linkcode ServerDatabaseOptions.watchInterval}, ms. */
-export const DEFAULT_WATCH_INTERVAL_MS = 250;
+export const DEFAULT_WATCH_INTERVAL_MS = 100;
 
 /** Options of {@linkcode ServerDatabase.push}. */
 export interface PushOptions {
