@@ -235,7 +235,7 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
   watchAll<K extends TableName<T>>(
     table: K,
     listener: (rows: RowOf<T[K]>[]) => void,
-    options?: AllOptions & Pick<WatchOptions, "onError">,
+    options?: AllOptions & Pick<WatchOptions, "onError" | "throttle">,
   ): () => void;
   /**
    * Merges a pull response's `changes` (last-write-wins) and stores each table's cursor,
@@ -362,7 +362,7 @@ export async function openDatabase<T extends Record<string, TableDef>>(
           tables: () => Promise.resolve([info.name]),
         },
         listener,
-        options.onError,
+        options,
       );
     },
     async applyServerChanges(changes) {

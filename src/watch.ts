@@ -9,9 +9,12 @@
  * tables under them. `options.tables` overrides it.
  *
  * Re-runs coalesce: at most one runs at a time, and changes that arrive
- * while it runs lead to one more run after it, so a burst of writes costs
- * two runs at most and the listener never sees an older state after a newer
- * one. A listener that throws is reported and keeps watching; a query that
+ * while it runs lead to one more run after it, so the listener never sees an
+ * older state after a newer one. Re-runs are also throttled (`throttle`,
+ * 30 ms): the first change after a quiet moment re-runs at once, and the
+ * changes of a burst share one re-run per `throttle` — as PowerSync's
+ * `watch` throttles — so 100 watchers cost a fast writer a bounded number of
+ * queries, not 100 per write. A listener that throws is reported and keeps watching; a query that
  * fails is reported to `options.onError` (else the console) and is run
  * again at the next change.
  *
@@ -33,7 +36,18 @@ export interface WatchOptions {
   readonly tables?: readonly string[];
   /** Called when the query fails (default: the console); the watch goes on. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The least time (ms) between the starts of two re-runs (default 30). The
+   * first change after a quiet moment re-runs at once; the changes of a
+   * burst then share one re-run per `throttle`, so a watch costs a fast
+   * writer a bounded number of queries. 0 re-runs as soon as the last run
+   * ended.
+   */
+  readonly throttle?: number;
 }
+
+/** Default of {@linkcode WatchOptions.throttle}, ms. */
+export const DEFAULT_WATCH_THROTTLE_MS = 30;
 
 /** What a watch needs of a database: its queries and its change events. */
 export interface Watchable {
@@ -89,7 +103,7 @@ export function watchQuery<R = Record<string, unknown>>(
       tables: async () => options.tables ?? await tablesRead(db, sql, args),
     },
     listener,
-    options.onError,
+    options,
   );
 }
 
@@ -110,48 +124,67 @@ export function watchReads<R>(
   db: Pick<Watchable, "onChange">,
   watched: WatchedRead<R>,
   listener: (rows: R[]) => void,
-  onError: (error: unknown) => void = (error) => console.error("A watched query failed:", error),
+  options: Pick<WatchOptions, "onError" | "throttle"> = {},
 ): () => void {
+  const onError = options.onError ??
+    ((error: unknown) => console.error("A watched query failed:", error));
+  const throttle = Math.max(0, options.throttle ?? DEFAULT_WATCH_THROTTLE_MS);
   let stopped = false;
   let running = false;
+  // A change came while a run was going on, or was held back by the throttle.
   let again = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let lastStart = -Infinity;
   let tables: ReadonlySet<string> | undefined;
 
-  const run = async (): Promise<void> => {
-    if (running) {
-      again = true;
+  // Runs now, or once the throttle lets it; never two at a time.
+  const request = (): void => {
+    if (stopped) return;
+    if (running || timer !== undefined) {
+      again ||= running;
       return;
     }
+    const wait = lastStart + throttle - performance.now();
+    if (wait > 0) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        void run();
+      }, wait);
+      return;
+    }
+    void run();
+  };
+
+  const run = async (): Promise<void> => {
     running = true;
+    again = false;
+    lastStart = performance.now();
     try {
-      do {
-        again = false;
-        try {
-          tables ??= new Set(await watched.tables());
-          const rows = await watched.read();
-          if (stopped) return;
-          try {
-            listener(rows);
-          } catch (error) {
-            console.error("A watch listener failed:", error);
-          }
-        } catch (error) {
-          if (!stopped) onError(error);
-        }
-      } while (again && !stopped);
+      tables ??= new Set(await watched.tables());
+      const rows = await watched.read();
+      if (stopped) return;
+      try {
+        listener(rows);
+      } catch (error) {
+        console.error("A watch listener failed:", error);
+      }
+    } catch (error) {
+      if (!stopped) onError(error);
     } finally {
       running = false;
     }
+    if (again) request();
   };
 
   const unsubscribe = db.onChange((change) => {
     if (stopped) return;
     // Before the tables are known, every change re-runs: the run in flight may predate it.
-    if (tables === undefined || change.tables.some((table) => tables!.has(table))) void run();
+    if (tables === undefined || change.tables.some((table) => tables!.has(table))) request();
   });
   void run();
   return () => {
     stopped = true;
+    clearTimeout(timer);
     unsubscribe();
   };
 }

@@ -108,6 +108,40 @@ test("a burst of writes coalesces, and the last call shows the newest state", as
   }
 });
 
+test("re-runs are throttled: the first change after a quiet moment runs at once, a burst shares one run per throttle", async () => {
+  const db = await openMemory({ schema });
+  const runs: { n: number; at: number }[] = [];
+  const stop = db.watch("SELECT count(*) AS n FROM tasks", [], (rows) => {
+    runs.push({ n: Number(rows[0]!.n), at: performance.now() });
+  }, { throttle: 100 });
+  try {
+    await until(runs, (r) => r.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // A lone write after a quiet moment: seen at once, not a throttle later.
+    const wrote = performance.now();
+    await db.insert("tasks", { title: "first" });
+    await until(runs, (r) => r.at(-1)!.n === 1);
+    assert.ok(runs.at(-1)!.at - wrote < 60, `seen ${runs.at(-1)!.at - wrote} ms after the write`);
+
+    // Writes one after another for 400 ms: about one run per 100 ms, the last one current.
+    const before = runs.length;
+    const started = performance.now();
+    let written = 1;
+    while (performance.now() - started < 400) {
+      await db.insert("tasks", { title: `t${written++}` });
+    }
+    await until(runs, (r) => r.at(-1)!.n === written);
+    const burst = runs.slice(before);
+    assert.ok(burst.length <= 7, `${burst.length} runs for ${written - 1} writes in 400 ms`);
+    for (let i = 1; i < burst.length; i++) {
+      assert.ok(burst[i]!.at - burst[i - 1]!.at >= 95, "two runs closer than the throttle");
+    }
+  } finally {
+    stop();
+    await db.close();
+  }
+});
+
 test("options.tables overrides what SQLite says; a throwing listener keeps watching; watchAll is typed", async () => {
   const db = await openMemory({ schema });
   let overridden = 0;
