@@ -77,7 +77,10 @@ function counter(db: TasksDatabase) {
     reach: (n: number) =>
       new Promise<void>((resolve, reject) => {
         if (count >= n) return resolve();
-        const timer = setTimeout(() => reject(new Error(`row ${n} did not arrive in 10 s`)), 10_000);
+        const timer = setTimeout(
+          () => reject(new Error(`row ${n} did not arrive in 10 s`)),
+          10_000,
+        );
         waiting = {
           n,
           resolve: () => {

@@ -80,7 +80,12 @@ async function caughtUpCursors(url: string): Promise<Record<string, string | nul
     deleted: false,
     data: taskData(i),
   }));
-  await post(`${url}/push`, { protocol: PROTOCOL_VERSION, nodeId: "seed", schema: schema.hash, changes });
+  await post(`${url}/push`, {
+    protocol: PROTOCOL_VERSION,
+    nodeId: "seed",
+    schema: schema.hash,
+    changes,
+  });
   let cursors: Record<string, string | null> = { tasks: null };
   for (;;) {
     const page = await post(`${url}/pull`, {
@@ -186,7 +191,9 @@ try {
             await load(server.url, cursors, 1_000); // warm-up
             results[variant]!.push(await load(server.url, cursors, seconds * 1_000));
             console.error(
-              `${runtime} ${store} ${variant}: ${formatNumber(results[variant]!.at(-1)!.perSecond)} pulls/s`,
+              `${runtime} ${store} ${variant}: ${
+                formatNumber(results[variant]!.at(-1)!.perSecond)
+              } pulls/s`,
             );
           } finally {
             await server.stop();

@@ -29,9 +29,7 @@ type Task = { title: string; done: number };
 
 const memory = () => libsqlAdapter(createClient({ url: ":memory:" }));
 const render = (tasks: readonly Task[]) =>
-  tasks.length === 0
-    ? "(empty)"
-    : tasks.map((t) => `${t.done ? "☑" : "☐"} ${t.title}`).join("  ");
+  tasks.length === 0 ? "(empty)" : tasks.map((t) => `${t.done ? "☑" : "☐"} ${t.title}`).join("  ");
 
 const serverDatabase = await openServerDatabase({ adapter: memory(), schema });
 const server = await serve(createSyncServer({ database: serverDatabase }).fetch);
@@ -93,17 +91,26 @@ try {
     return row!;
   })();
   await step(alice, "adds “Call mum”", () => alice.database.insert("tasks", { title: "Call mum" }));
-  await step(bob, "ticks off “Buy milk”", () => bob.database.update("tasks", milk.system_id, { done: 1 }));
+  await step(
+    bob,
+    "ticks off “Buy milk”",
+    () => bob.database.update("tasks", milk.system_id, { done: 1 }),
+  );
   await step(bob, "adds “Bake bread”", () => bob.database.insert("tasks", { title: "Bake bread" }));
-  await step(alice, "renames “Buy milk” to “Buy oat milk”", () =>
-    alice.database.update("tasks", milk.system_id, { title: "Buy oat milk" }));
+  await step(
+    alice,
+    "renames “Buy milk” to “Buy oat milk”",
+    () => alice.database.update("tasks", milk.system_id, { title: "Buy oat milk" }),
+  );
   await step(bob, "deletes “Buy oat milk”", () => bob.database.delete("tasks", milk.system_id));
 
   const sorted = [...delays].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   console.log(
     `\n${delays.length} edits, none with syncNow: each reached the other client in ` +
-      `${sorted[0]!.toFixed(1)}–${sorted.at(-1)!.toFixed(1)} ms (median ${median.toFixed(1)} ms), ` +
+      `${sorted[0]!.toFixed(1)}–${sorted.at(-1)!.toFixed(1)} ms (median ${
+        median.toFixed(1)
+      } ms), ` +
       "of which 25 ms is sendDelay gathering a burst of writes.",
   );
 } finally {
