@@ -31,6 +31,7 @@ export {
   type SyncServerOptions,
 } from "./app.ts";
 export {
+  type HeldPullOptions,
   openServerDatabase,
   type Principal,
   type PullOptions,

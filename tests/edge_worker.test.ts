@@ -19,6 +19,7 @@ import { Miniflare } from "miniflare";
 import { type Database, openDatabase, ServerSyncManager, SyncError } from "../mod.ts";
 import { createHttpSync } from "../http.ts";
 import { libsqlAdapter } from "../src/libsql.ts";
+import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { isDatabaseUnavailable } from "../server/app.ts";
 import { serve } from "../server/serve.ts";
 import { schema } from "./edge_fixtures/schema.ts";
@@ -162,6 +163,69 @@ async function assertTwoClientsConverge(url: string): Promise<void> {
   } finally {
     await a.close();
     await b.close();
+  }
+}
+
+/**
+ * A held pull at `url` (each request polling the database alone, as on
+ * Workers) is answered with a row pushed by another request, within a few
+ * of the edge's one-second polls; a live client gets it without syncNow.
+ */
+async function assertHeldPullAnswers(url: string): Promise<void> {
+  const post = async (path: string, body: Record<string, unknown>) => {
+    const response = await fetch(`${url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ protocol: PROTOCOL_VERSION, schema: schema.hash, ...body }),
+    });
+    assert.equal(response.status, 200, `${path}: ${response.status}`);
+    return await response.json();
+  };
+  const first = await post("/pull", { cursors: { todos: null } });
+  const cursors = { todos: first.changes.todos.cursor };
+  const started = performance.now();
+  const holding = post("/pull", { cursors, wait: 15_000 });
+  await delay(300);
+  await post("/push", {
+    nodeId: "edge-pusher",
+    changes: [{
+      table: "todos",
+      id: "held-1",
+      version: `${String(Date.now()).padStart(19, "0")}:000000000:edge-pusher`,
+      deleted: false,
+      data: { title: "pushed while held", done: 0 },
+    }],
+  });
+  const answer = await holding;
+  const ms = performance.now() - started;
+  assert.deepEqual(answer.changes.todos.rows.map((row: { id: string }) => row.id), ["held-1"]);
+  assert.ok(ms < 5_000, `the held pull was answered after ${ms} ms`);
+
+  // A live client: the row another client writes arrives without syncNow.
+  const db = await openDatabase({
+    adapter: libsqlAdapter(createClient({ url: ":memory:" })),
+    schema,
+    nodeId: "edge-live",
+  });
+  const manager = new ServerSyncManager<Tables>({
+    database: db,
+    ...createHttpSync({ url, live: true, liveWait: 10_000, timeout: 10_000 }),
+    syncInterval: 3_600_000,
+  });
+  const writer = await openClient(url, "edge-writer");
+  try {
+    manager.start();
+    await manager.waitForFirstSync();
+    await writer.db.insert("todos", { title: "live at the edge" });
+    await writer.manager.syncNow();
+    await eventually(
+      "the live client has the row",
+      async () => (await db.all("todos")).some((row) => row.title === "live at the edge"),
+    );
+  } finally {
+    await manager.stop();
+    await db.close();
+    await writer.close();
   }
 }
 
@@ -383,34 +447,39 @@ test("without LIBSQL_URL the worker answers 500 misconfigured, naming the settin
   }
 });
 
-test("a worker bundled for workerd (no nodejs_compat) syncs two clients over sqld", {
-  skip: skipWithoutSqld,
-}, async () => {
-  const dir = tempDir();
-  await using sqld = await startSqld();
-  const worker = await startWorkerd(await bundleWorker(join(fixtures, "worker.ts"), dir.path), {
-    LIBSQL_URL: sqld.url,
-  });
-  try {
-    const health = await fetch(`${worker.url}/health`);
-    assert.equal(health.status, 200);
-    assert.equal((await health.json()).schema, schema.hash);
-
-    await assertTwoClientsConverge(worker.url);
-
-    // The rows are in sqld, not in the worker.
-    const direct = createClient({ url: sqld.url });
+test(
+  "a worker bundled for workerd (no nodejs_compat) syncs two clients over sqld, and holds pulls",
+  {
+    skip: skipWithoutSqld,
+  },
+  async () => {
+    const dir = tempDir();
+    await using sqld = await startSqld();
+    const worker = await startWorkerd(await bundleWorker(join(fixtures, "worker.ts"), dir.path), {
+      LIBSQL_URL: sqld.url,
+    });
     try {
-      const { rows } = await direct.execute("SELECT count(*) AS n FROM todos");
-      assert.equal(Number(rows[0]!.n), 3);
+      const health = await fetch(`${worker.url}/health`);
+      assert.equal(health.status, 200);
+      assert.equal((await health.json()).schema, schema.hash);
+
+      await assertTwoClientsConverge(worker.url);
+      await assertHeldPullAnswers(worker.url);
+
+      // The rows are in sqld, not in the worker.
+      const direct = createClient({ url: sqld.url });
+      try {
+        const { rows } = await direct.execute("SELECT count(*) AS n FROM todos");
+        assert.equal(Number(rows[0]!.n), 5);
+      } finally {
+        direct.close();
+      }
     } finally {
-      direct.close();
+      await worker.dispose();
+      dir.cleanup();
     }
-  } finally {
-    await worker.dispose();
-    dir.cleanup();
-  }
-});
+  },
+);
 
 test(
   "with sqld down the worker answers 503 unavailable, at cold start and later, and recovers by itself",
