@@ -67,6 +67,18 @@ export interface ChangeFeed {
   fresh(): number | undefined;
   /** The database's sequence was `sequence` when a read that started at `startedAt` ran. */
   observe(sequence: number, startedAt: number): void;
+  /**
+   * A read of the sequence started at `startedAt` is under way (a pull's
+   * page read): it is observed when it resolves, and
+   * {@linkcode ChangeFeed.pending} returns it meanwhile.
+   */
+  track(sequence: Promise<number>, startedAt: number): void;
+  /**
+   * The read of the sequence under way, if any: a pull that finds the
+   * knowledge stale waits for it rather than reading pages of its own, so a
+   * crowd of pulls arriving at once costs one read, not one each.
+   */
+  pending(): Promise<void> | undefined;
   /** This instance committed changes numbered up to `sequence`: wakes the waits it passes. */
   committed(sequence: number): void;
   /**
@@ -115,17 +127,19 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   };
   // One read at a time, for every waiter; a failure ends the waits (their
   // pulls then read the database, and meet the failure themselves).
-  const refresh = (): Promise<void> =>
-    reading ??= (async () => {
-      const startedAt = now();
-      try {
-        feed.observe(await read(), startedAt);
-      } catch {
+  const observeRead = (sequence: Promise<number>, startedAt: number): Promise<void> => {
+    const done = sequence.then(
+      (value) => feed.observe(value, startedAt),
+      () => {
         for (const waiter of waiters) waiter.resolve(false);
-      } finally {
-        reading = undefined;
-      }
-    })();
+      },
+    ).finally(() => {
+      if (reading === done) reading = undefined;
+    });
+    reading = done;
+    return done;
+  };
+  const refresh = (): Promise<void> => reading ?? observeRead(read(), now());
   const schedulePoll = () => {
     if (poll !== undefined || waiters.size === 0 || ended) return;
     poll = setTimeout(() => {
@@ -141,6 +155,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
       learn(sequence);
     },
     committed: learn,
+    track(sequence, startedAt) {
+      if (reading === undefined) void observeRead(sequence, startedAt);
+      else {
+        // Observed all the same, when it resolves; the read under way stays the one waited for.
+        sequence.then((value) => feed.observe(value, startedAt), () => undefined);
+      }
+    },
+    pending: () => reading,
     get waiting() {
       return waiters.size;
     },

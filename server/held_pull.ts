@@ -5,7 +5,9 @@
  *
  * 1. Cursors that have all reached the sequence the instance knows as fresh
  *    (`change_feed.ts`) have nothing new: the empty pages are the answer,
- *    without a database round trip.
+ *    without a database round trip. Knowledge gone stale is renewed by the
+ *    next read; pulls arriving while a read is under way wait for what it
+ *    learns, rather than each reading pages of its own.
  * 2. Otherwise the pages are read (`pull.ts`), one round trip, and what the
  *    snapshot says of the sequence is learnt. Pages with rows, or with more,
  *    are the answer.
@@ -87,12 +89,14 @@ export function createHeldPull(source: HeldPullSource): HeldPull {
   // Reads of pulls woken by the same commit that ask the same.
   const shared = new Map<string, Promise<PulledPages>>();
 
-  const read = async (asked: readonly AskedTable[], limit: number, options: PullOptions) => {
+  const read = (asked: readonly AskedTable[], limit: number, options: PullOptions) => {
     const startedAt = now();
-    const pages = await pullPages(source.reads, asked, limit, options).catch(
+    const pages = pullPages(source.reads, asked, limit, options).catch(
       source.readFailed ?? ((error) => Promise.reject(error)),
     );
-    feed.observe(pages.sequence, startedAt);
+    // The snapshot's sequence is what the instance knows next; pulls that
+    // come meanwhile and find the knowledge stale wait for it.
+    feed.track(pages.then((p) => p.sequence), startedAt);
     return pages;
   };
   const readWoken = (asked: readonly AskedTable[], limit: number, options: PullOptions) => {
@@ -121,7 +125,12 @@ export function createHeldPull(source: HeldPullSource): HeldPull {
     const { signal } = options;
     let woken = false;
     for (;;) {
-      const known = feed.fresh();
+      let known = feed.fresh();
+      if (known === undefined && !woken) {
+        // Another pull's read is under way: what it learns may answer this one.
+        await feed.pending();
+        known = feed.fresh();
+      }
       const after = lowest(asked);
       if (known === undefined || after < known) {
         const pages = await (woken ? readWoken : read)(asked, limit, options);

@@ -11,10 +11,11 @@
  * Re-runs coalesce: at most one runs at a time, and changes that arrive
  * while it runs lead to one more run after it, so the listener never sees an
  * older state after a newer one. Re-runs are also throttled (`throttle`,
- * 30 ms): the first change after a quiet moment re-runs at once, and the
- * changes of a burst share one re-run per `throttle` — as PowerSync's
- * `watch` throttles — so 100 watchers cost a fast writer a bounded number of
- * queries, not 100 per write. A listener that throws is reported and keeps watching; a query that
+ * 30 ms from the end of one run to the start of the next, as PowerSync's
+ * `watch` throttles): the first change after a quiet moment re-runs at
+ * once, and the changes of a burst share one re-run, so 100 watchers leave
+ * a fast writer a share of the database rather than costing it 100 queries
+ * per write. A listener that throws is reported and keeps watching; a query that
  * fails is reported to `options.onError` (else the console) and is run
  * again at the next change.
  *
@@ -37,11 +38,13 @@ export interface WatchOptions {
   /** Called when the query fails (default: the console); the watch goes on. */
   readonly onError?: (error: unknown) => void;
   /**
-   * The least time (ms) between the starts of two re-runs (default 30). The
-   * first change after a quiet moment re-runs at once; the changes of a
-   * burst then share one re-run per `throttle`, so a watch costs a fast
-   * writer a bounded number of queries. 0 re-runs as soon as the last run
-   * ended.
+   * The least time (ms) from the end of one re-run to the start of the next
+   * (default 30). The first change after a quiet moment re-runs at once; the
+   * changes of a burst then share one re-run per `throttle`. Counted from
+   * the end, which includes the wait behind other watchers' queries, the
+   * pause grows with the work: many watchers leave a writer a share of the
+   * database instead of queueing a re-run of each after every write. 0
+   * re-runs as soon as the last run ended.
    */
   readonly throttle?: number;
 }
@@ -134,7 +137,7 @@ export function watchReads<R>(
   // A change came while a run was going on, or was held back by the throttle.
   let again = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let lastStart = -Infinity;
+  let lastEnd = -Infinity;
   let tables: ReadonlySet<string> | undefined;
 
   // Runs now, or once the throttle lets it; never two at a time.
@@ -144,7 +147,7 @@ export function watchReads<R>(
       again ||= running;
       return;
     }
-    const wait = lastStart + throttle - performance.now();
+    const wait = lastEnd + throttle - performance.now();
     if (wait > 0) {
       timer = setTimeout(() => {
         timer = undefined;
@@ -158,7 +161,6 @@ export function watchReads<R>(
   const run = async (): Promise<void> => {
     running = true;
     again = false;
-    lastStart = performance.now();
     try {
       tables ??= new Set(await watched.tables());
       const rows = await watched.read();
@@ -172,6 +174,7 @@ export function watchReads<R>(
       if (!stopped) onError(error);
     } finally {
       running = false;
+      lastEnd = performance.now();
     }
     if (again) request();
   };
