@@ -10,12 +10,12 @@
  *
  * Re-runs coalesce: at most one runs at a time, and changes that arrive
  * while it runs lead to one more run after it, so the listener never sees an
- * older state after a newer one. Re-runs are also throttled (`throttle`,
- * 30 ms from the end of one run to the start of the next, as PowerSync's
- * `watch` throttles): the first change after a quiet moment re-runs at
- * once, and the changes of a burst share one re-run, so 100 watchers leave
- * a fast writer a share of the database rather than costing it 100 queries
- * per write. A listener that throws is reported and keeps watching; a query that
+ * older state after a newer one. Re-runs are also throttled, as PowerSync's
+ * `watch` throttles: a database's watches re-run in rounds, at least
+ * `throttle` (30 ms) apart (`watch_rounds.ts`); the first change after a
+ * quiet moment re-runs at once, the changes of a burst share one re-run,
+ * and 100 watchers take a bounded share of a busy writer's database rather
+ * than 100 queries after every write. A listener that throws is reported and keeps watching; a query that
  * fails is reported to `options.onError` (else the console) and is run
  * again at the next change.
  *
@@ -30,6 +30,7 @@
  */
 
 import type { SqlValue } from "./adapter.ts";
+import { type RoundMember, watchRounds } from "./watch_rounds.ts";
 
 /** Options of a watch. */
 export interface WatchOptions {
@@ -38,13 +39,12 @@ export interface WatchOptions {
   /** Called when the query fails (default: the console); the watch goes on. */
   readonly onError?: (error: unknown) => void;
   /**
-   * The least time (ms) from the end of one re-run to the start of the next
-   * (default 30). The first change after a quiet moment re-runs at once; the
-   * changes of a burst then share one re-run per `throttle`. Counted from
-   * the end, which includes the wait behind other watchers' queries, the
-   * pause grows with the work: many watchers leave a writer a share of the
-   * database instead of queueing a re-run of each after every write. 0
-   * re-runs as soon as the last run ended.
+   * The least time (ms) from the end of the database's last round of
+   * re-runs to the round that re-runs this watch (default 30). The first
+   * change after a quiet moment re-runs at once; the changes of a burst
+   * then share one re-run, and the watches of a database re-run together,
+   * leaving a writer the database in between (`watch_rounds.ts`). 0 re-runs
+   * as soon as the last round ended.
    */
   readonly throttle?: number;
 }
@@ -131,36 +131,20 @@ export function watchReads<R>(
 ): () => void {
   const onError = options.onError ??
     ((error: unknown) => console.error("A watched query failed:", error));
-  const throttle = Math.max(0, options.throttle ?? DEFAULT_WATCH_THROTTLE_MS);
+  const rounds = watchRounds(db);
   let stopped = false;
   let running = false;
-  // A change came while a run was going on, or was held back by the throttle.
+  // A change came while a run was going on: the run after it shows it.
   let again = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let lastEnd = -Infinity;
   let tables: ReadonlySet<string> | undefined;
 
-  // Runs now, or once the throttle lets it; never two at a time.
-  const request = (): void => {
-    if (stopped) return;
-    if (running || timer !== undefined) {
-      again ||= running;
-      return;
-    }
-    const wait = lastEnd + throttle - performance.now();
-    if (wait > 0) {
-      timer = setTimeout(() => {
-        timer = undefined;
-        void run();
-      }, wait);
-      return;
-    }
-    void run();
-  };
-
   const run = async (): Promise<void> => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
     running = true;
-    again = false;
     try {
       tables ??= new Set(await watched.tables());
       const rows = await watched.read();
@@ -174,20 +158,28 @@ export function watchReads<R>(
       if (!stopped) onError(error);
     } finally {
       running = false;
-      lastEnd = performance.now();
     }
-    if (again) request();
+    if (again) {
+      again = false;
+      rounds.request(member);
+    }
+  };
+  const member: RoundMember = {
+    throttle: Math.max(0, options.throttle ?? DEFAULT_WATCH_THROTTLE_MS),
+    run,
   };
 
   const unsubscribe = db.onChange((change) => {
     if (stopped) return;
     // Before the tables are known, every change re-runs: the run in flight may predate it.
-    if (tables === undefined || change.tables.some((table) => tables!.has(table))) request();
+    if (tables === undefined || change.tables.some((table) => tables!.has(table))) {
+      rounds.request(member);
+    }
   });
   void run();
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    rounds.remove(member);
     unsubscribe();
   };
 }
