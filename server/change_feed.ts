@@ -17,11 +17,16 @@
  *   every `interval` ms for the commits of other instances (one read for all
  *   waiters).
  *
- * A woken pull only knows that something was committed, not whether it may
- * see it: it reads its page again, and waits on if the page is empty (a
- * change of another principal, another table, or a stale push). So a held
- * pull is answered either with rows it may pull or when its wait elapses:
- * other principals' changes decide neither its content nor its timing.
+ * A commit of this instance wakes only the pulls it concerns: those asking
+ * for a table it wrote, and for a scoped table only the principals whose
+ * rows it wrote — so a thousand principals holding pulls cost one read per
+ * commit, not a thousand. A commit seen by a poll (another instance's)
+ * wakes every held pull. A woken pull only knows that something was
+ * committed, not whether it may see it: it reads its page again, and waits
+ * on if the page is empty (another principal's rows, a stale push). So a
+ * held pull is answered either with rows it may pull or when its wait
+ * elapses: other principals' changes decide neither its content nor its
+ * timing.
  *
  * With `shared: false`, as on Cloudflare Workers, a request's wait neither
  * wakes nor is woken by another request (work one request leaves to another
@@ -57,6 +62,12 @@ export interface ChangeFeedOptions {
   readonly now?: () => number;
 }
 
+/**
+ * What a commit on this instance wrote: per table, the scope values of its
+ * rows (`undefined`: the table has no scope, or they are not known).
+ */
+export type Touched = ReadonlyMap<string, ReadonlySet<string> | undefined>;
+
 /** An instance's knowledge of the change sequence: {@linkcode createChangeFeed}. */
 export interface ChangeFeed {
   /**
@@ -79,15 +90,26 @@ export interface ChangeFeed {
    * crowd of pulls arriving at once costs one read, not one each.
    */
   pending(): Promise<void> | undefined;
-  /** This instance committed changes numbered up to `sequence`: wakes the waits it passes. */
-  committed(sequence: number): void;
+  /**
+   * This instance committed changes numbered up to `sequence`, which wrote
+   * `touched`: wakes the waits it passes that it concerns (all of them
+   * without `touched`).
+   */
+  committed(sequence: number, touched?: Touched): void;
   /**
    * Resolves `true` once the known sequence passes `after`, `false` when
    * `until` (ms, on the feed's clock) comes, `signal` aborts or
    * {@linkcode ChangeFeed.end} is called. A failing poll ends the wait early
-   * with `false`; the caller reads the database itself next.
+   * with `false`; the caller reads the database itself next. A commit of
+   * this instance wakes it only if `concerns` says the commit's `touched`
+   * tables and scopes concern it; what a poll learns wakes every wait.
    */
-  waitPast(after: number, until: number, signal?: AbortSignal): Promise<boolean>;
+  waitPast(
+    after: number,
+    until: number,
+    signal?: AbortSignal,
+    concerns?: (touched: Touched) => boolean,
+  ): Promise<boolean>;
   /** How many waits are pending. */
   readonly waiting: number;
   /** Ends every wait now (each resolves `false`), and those to come at once: for a shutdown. */
@@ -96,6 +118,7 @@ export interface ChangeFeed {
 
 interface Waiter {
   readonly after: number;
+  readonly concerns?: (touched: Touched) => boolean;
   readonly resolve: (moved: boolean) => void;
 }
 
@@ -118,11 +141,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   let poll: ReturnType<typeof setTimeout> | undefined;
   let reading: Promise<void> | undefined;
 
-  const learn = (sequence: number) => {
+  const learn = (sequence: number, touched?: Touched) => {
     if (!(sequence > known)) return;
     known = sequence;
     for (const waiter of waiters) {
-      if (known > waiter.after) waiter.resolve(true);
+      if (known <= waiter.after) continue;
+      if (touched === undefined || waiter.concerns === undefined || waiter.concerns(touched)) {
+        waiter.resolve(true);
+      }
     }
   };
   // One read at a time, for every waiter; a failure ends the waits (their
@@ -166,9 +192,9 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     get waiting() {
       return waiters.size;
     },
-    waitPast(after, until, signal) {
+    waitPast(after, until, signal, concerns) {
       if (ended || signal?.aborted || known > after) return Promise.resolve(known > after);
-      return shared ? sharedWait(after, until, signal) : aloneWait(after, until, signal);
+      return shared ? sharedWait(after, until, signal, concerns) : aloneWait(after, until, signal);
     },
     end() {
       ended = true;
@@ -178,12 +204,18 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     },
   };
 
-  function sharedWait(after: number, until: number, signal?: AbortSignal): Promise<boolean> {
+  function sharedWait(
+    after: number,
+    until: number,
+    signal?: AbortSignal,
+    concerns?: (touched: Touched) => boolean,
+  ): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => waiter.resolve(false), Math.max(0, until - now()));
       const abort = () => waiter.resolve(false);
       const waiter: Waiter = {
         after,
+        concerns,
         resolve: (moved) => {
           if (!waiters.delete(waiter)) return;
           clearTimeout(timer);

@@ -43,8 +43,9 @@ import {
   type SqlAdapter,
   SyncError,
   type TableDef,
+  type TableInfo,
 } from "../src/internal.ts";
-import { createChangeFeed } from "./change_feed.ts";
+import { createChangeFeed, type Touched } from "./change_feed.ts";
 import { createHeldPull, type HeldPullOptions } from "./held_pull.ts";
 import { applyPush, createPushWriter, type PushOutcome } from "./push.ts";
 import type { Principal } from "./scope.ts";
@@ -211,9 +212,9 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
       maxDrift,
       serverTime: now(),
     });
-    // What this push gave out is known at once: it wakes the pulls it passes.
+    // What this push gave out is known at once: it wakes the pulls it concerns.
     const last = Math.max(0, ...outcome.held.map(([, end]) => end));
-    if (last > 0) feed.committed(last);
+    if (last > 0) feed.committed(last, touchedBy(tables, changes, outcome.results));
     return outcome;
   };
   return {
@@ -227,6 +228,30 @@ export async function openServerDatabase<T extends Record<string, TableDef>>(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+// The tables the applied changes wrote, with the scope values of their rows
+// (a change that does not carry its scope column makes its table's scopes unknown).
+function touchedBy(
+  tables: ReadonlyMap<string, TableInfo>,
+  changes: readonly PushChange[],
+  results: readonly PushResult[],
+): Touched {
+  const touched = new Map<string, Set<string> | undefined>();
+  changes.forEach((change, i) => {
+    if (results[i]?.status !== "applied") return;
+    const column = tables.get(change.table)?.def.scope;
+    const value = column === undefined
+      ? undefined
+      : (change.data as Record<string, unknown> | undefined)?.[column];
+    if (typeof value !== "string") {
+      touched.set(change.table, undefined);
+      return;
+    }
+    if (touched.has(change.table) && touched.get(change.table) === undefined) return;
+    touched.set(change.table, (touched.get(change.table) ?? new Set<string>()).add(value));
+  });
+  return touched;
 }
 
 // A replica that has not received the migration yet has no such table (or

@@ -32,7 +32,7 @@
  */
 
 import type { SqlExecutor, TableInfo } from "../src/internal.ts";
-import type { ChangeFeed } from "./change_feed.ts";
+import type { ChangeFeed, Touched } from "./change_feed.ts";
 import {
   type AskedTable,
   askedTables,
@@ -140,10 +140,26 @@ export function createHeldPull(source: HeldPullSource): HeldPull {
         if (pages.sequence < (feed.fresh() ?? 0)) await pause(source.interval, signal);
       }
       if (now() >= until || signal?.aborted) return emptyPagesJson(asked);
-      woken = await feed.waitPast(lowest(asked), until, signal);
+      woken = await feed.waitPast(lowest(asked), until, signal, concerning(asked, options));
       if (!woken) return emptyPagesJson(asked);
     }
   };
+}
+
+// Whether a commit that wrote `touched` may concern a pull of `asked`: it
+// wrote one of the tables, and for a scoped table rows of the asker's scope
+// (or of scopes not known).
+function concerning(
+  asked: readonly AskedTable[],
+  { principal }: PullOptions,
+): (touched: Touched) => boolean {
+  return (touched) =>
+    asked.some(({ info }) => {
+      if (!touched.has(info.name)) return false;
+      const scopes = touched.get(info.name);
+      return scopes === undefined || principal === undefined || info.def.scope === undefined ||
+        scopes.has(principal.id);
+    });
 }
 
 // The lowest sequence number the asked cursors stand for.

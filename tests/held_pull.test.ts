@@ -310,3 +310,44 @@ test("a pull with nothing new costs no database round trip on an instance that k
     await database.close();
   }
 });
+
+test("a commit on this instance wakes only the held pulls it concerns: another principal's scoped rows cost no read", async () => {
+  let reads = 0;
+  const inner = libsqlAdapter(createClient({ url: ":memory:" }));
+  const counted: SqlAdapter = {
+    execute: (statement) => (reads++, inner.execute(statement)),
+    batch: (statements, mode) => (mode === "read" && reads++, inner.batch(statements, mode)),
+    transaction: (fn) => inner.transaction(fn),
+    close: () => inner.close(),
+  };
+  // No poll during the test: what wakes a pull is this instance's commits alone.
+  const database = await openServerDatabase({
+    adapter: counted,
+    schema: syncSchema,
+    watchInterval: 60_000,
+  });
+  try {
+    const first = await database.pull({ todos: null }, 100, { principal: alice });
+    const before = reads;
+    const holding = database.pull({ todos: first.todos!.cursor }, 100, {
+      principal: alice,
+      wait: 400,
+    });
+    await delay(50);
+    await database.push([todo("b1", "bob")], { principal: bob });
+    const held = await holding;
+    assert.deepEqual(held.todos!.rows, []);
+    assert.equal(reads - before, 0, "Bob's scoped rows woke Alice's held pull");
+
+    // A row of her own wakes it, and it reads.
+    const again = database.pull({ todos: held.todos!.cursor }, 100, {
+      principal: alice,
+      wait: 5_000,
+    });
+    await delay(50);
+    await database.push([todo("a1", "alice")], { principal: alice });
+    assert.deepEqual((await again).todos!.rows.map((r) => r.id), ["a1"]);
+  } finally {
+    await database.close();
+  }
+});
