@@ -30,18 +30,14 @@
 
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
 import autocannon from "autocannon";
 import { formatHlc } from "../src/hlc.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
-import { startSqld } from "../tests/sqld.ts";
 import { schema, taskData } from "./fixtures.ts";
-import { checkout, formatNumber, markdownTable, median, tempDir } from "./lib.ts";
-import { startServerChild } from "./server_child.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+import { checkout, formatNumber, markdownTable, tempDir } from "./lib.ts";
+import { compareCheckouts, type LoadFigures } from "./server_child.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -99,13 +95,6 @@ async function caughtUpCursors(url: string): Promise<Record<string, string | nul
   }
 }
 
-/** One measured load. */
-interface LoadResult {
-  readonly perSecond: number;
-  readonly p50: number;
-  readonly p99: number;
-}
-
 async function load(url: string, cursors: Record<string, string | null>, ms: number) {
   const body = JSON.stringify({ protocol: PROTOCOL_VERSION, schema: schema.hash, cursors });
   let failure: string | undefined;
@@ -136,7 +125,7 @@ async function load(url: string, cursors: Record<string, string | null>, ms: num
     perSecond: result.requests.total / (ms / 1000),
     p50: result.latency.p50,
     p99: result.latency.p99,
-  } satisfies LoadResult;
+  } satisfies LoadFigures;
 }
 
 // Raw libSQL: "anything after this sequence number?" on the same rows, back to back, for `ms`.
@@ -173,57 +162,30 @@ async function rawBaseline(ms: number): Promise<number> {
 const before = checkout(values.before!);
 const table: string[][] = [];
 try {
-  for (const runtime of servers) {
-    for (const store of stores) {
-      const results: Record<string, LoadResult[]> = { before: [], after: [] };
-      const raws: number[] = [];
-      for (let round = 0; round < rounds; round++) {
-        for (const [variant, root] of [["before", before.path], ["after", ROOT]] as const) {
-          const dir = tempDir();
-          const sqld = store === "sqld" ? await startSqld() : undefined;
-          const server = await startServerChild(
-            runtime,
-            root,
-            sqld?.url ?? join(dir.path, "server.db"),
-          );
-          try {
-            const cursors = await caughtUpCursors(server.url);
-            await load(server.url, cursors, 1_000); // warm-up
-            results[variant]!.push(await load(server.url, cursors, seconds * 1_000));
-            console.error(
-              `${runtime} ${store} ${variant}: ${
-                formatNumber(results[variant]!.at(-1)!.perSecond)
-              } pulls/s`,
-            );
-          } finally {
-            await server.stop();
-            await sqld?.close();
-            dir.cleanup();
-          }
-        }
-        raws.push(await rawBaseline(3_000));
-      }
-      const raw = median(raws);
-      const pick = (variant: string) => {
-        const list = results[variant]!;
-        return {
-          perSecond: median(list.map((r) => r.perSecond)),
-          p50: median(list.map((r) => r.p50)),
-          p99: median(list.map((r) => r.p99)),
-        };
-      };
-      const b = pick("before");
-      const a = pick("after");
-      table.push([
-        runtime,
-        store,
-        `${formatNumber(b.perSecond)} pulls/s (p50 ${b.p50} ms, p99 ${b.p99} ms)`,
-        `${formatNumber(a.perSecond)} pulls/s (p50 ${a.p50} ms, p99 ${a.p99} ms)`,
-        `×${formatNumber(a.perSecond / b.perSecond, 2)}`,
-        `${formatNumber(raw)} queries/s`,
-        `×${formatNumber(a.perSecond / raw, 2)}`,
-      ]);
-    }
+  const comparisons = await compareCheckouts({
+    before: before.path,
+    servers,
+    stores,
+    rounds,
+    measure: async (url) => {
+      const cursors = await caughtUpCursors(url);
+      await load(url, cursors, 1_000); // warm-up
+      return await load(url, cursors, seconds * 1_000);
+    },
+    baseline: () => rawBaseline(3_000),
+    onMeasured: (runtime, store, side, figures) =>
+      console.error(`${runtime} ${store} ${side}: ${formatNumber(figures.perSecond)} pulls/s`),
+  });
+  for (const { runtime, store, before: b, after: a, raw } of comparisons) {
+    table.push([
+      runtime,
+      store,
+      `${formatNumber(b.perSecond)} pulls/s (p50 ${b.p50} ms, p99 ${b.p99} ms)`,
+      `${formatNumber(a.perSecond)} pulls/s (p50 ${a.p50} ms, p99 ${a.p99} ms)`,
+      `×${formatNumber(a.perSecond / b.perSecond, 2)}`,
+      `${formatNumber(raw)} queries/s`,
+      `×${formatNumber(a.perSecond / raw, 2)}`,
+    ]);
   }
 } finally {
   before.remove();

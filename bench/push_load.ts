@@ -33,18 +33,14 @@
 
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
 import autocannon from "autocannon";
 import { formatHlc } from "../src/hlc.ts";
 import { PROTOCOL_VERSION } from "../src/protocol.ts";
 import { schema, taskData } from "./fixtures.ts";
-import { checkout, formatNumber, markdownTable, median, tempDir } from "./lib.ts";
-import { startServerChild } from "./server_child.ts";
-import { startSqld } from "../tests/sqld.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+import { checkout, formatNumber, markdownTable, tempDir } from "./lib.ts";
+import { compareCheckouts, type LoadFigures } from "./server_child.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -66,11 +62,8 @@ const servers = values.server === "all" ? ["node", "deno", "bun"] : [values.serv
 const stores = values.store!.split(",");
 
 /** One measured load. */
-interface LoadResult {
+interface LoadResult extends LoadFigures {
   readonly pushes: number;
-  readonly perSecond: number;
-  readonly p50: number;
-  readonly p99: number;
 }
 
 let serial = 0;
@@ -176,56 +169,32 @@ async function rawBaseline(ms: number): Promise<number> {
 const before = checkout(values.before!);
 const table: string[][] = [];
 try {
-  for (const runtime of servers) {
-    for (const store of stores) {
-      const results: Record<string, LoadResult[]> = { before: [], after: [] };
-      const raws: number[] = [];
-      for (let round = 0; round < rounds; round++) {
-        for (const [variant, root] of [["before", before.path], ["after", ROOT]] as const) {
-          const dir = tempDir();
-          const sqld = store === "sqld" ? await startSqld() : undefined;
-          const server = await startServerChild(
-            runtime,
-            root,
-            sqld?.url ?? join(dir.path, "server.db"),
-          );
-          try {
-            await load(server.url, 1_000); // warm-up
-            results[variant]!.push(await load(server.url, seconds * 1_000));
-          } finally {
-            await server.stop();
-            await sqld?.close();
-            dir.cleanup();
-          }
-        }
-        raws.push(await rawBaseline(3_000));
-      }
-      const raw = median(raws);
-      const pick = (variant: string) => {
-        const list = results[variant]!;
-        return {
-          perSecond: median(list.map((r) => r.perSecond)),
-          p50: median(list.map((r) => r.p50)),
-          p99: median(list.map((r) => r.p99)),
-        };
-      };
-      const b = pick("before");
-      const a = pick("after");
-      table.push([
-        runtime,
-        store,
-        `${formatNumber(b.perSecond)} req/s (p50 ${formatNumber(b.p50, 1)}, p99 ${
-          formatNumber(b.p99, 1)
-        } ms)`,
-        `${formatNumber(a.perSecond)} req/s (p50 ${formatNumber(a.p50, 1)}, p99 ${
-          formatNumber(a.p99, 1)
-        } ms)`,
-        `×${formatNumber(a.perSecond / b.perSecond, 2)}`,
-        `${formatNumber(raw)} commits/s`,
-        `${formatNumber(a.perSecond / raw, 2)} (before ${formatNumber(b.perSecond / raw, 2)})`,
-      ]);
-      console.log(JSON.stringify({ runtime, store, before: b, after: a, raw }));
-    }
+  const comparisons = await compareCheckouts({
+    before: before.path,
+    servers,
+    stores,
+    rounds,
+    measure: async (url) => {
+      await load(url, 1_000); // warm-up
+      return await load(url, seconds * 1_000);
+    },
+    baseline: () => rawBaseline(3_000),
+  });
+  for (const { runtime, store, before: b, after: a, raw } of comparisons) {
+    table.push([
+      runtime,
+      store,
+      `${formatNumber(b.perSecond)} req/s (p50 ${formatNumber(b.p50, 1)}, p99 ${
+        formatNumber(b.p99, 1)
+      } ms)`,
+      `${formatNumber(a.perSecond)} req/s (p50 ${formatNumber(a.p50, 1)}, p99 ${
+        formatNumber(a.p99, 1)
+      } ms)`,
+      `×${formatNumber(a.perSecond / b.perSecond, 2)}`,
+      `${formatNumber(raw)} commits/s`,
+      `${formatNumber(a.perSecond / raw, 2)} (before ${formatNumber(b.perSecond / raw, 2)})`,
+    ]);
+    console.log(JSON.stringify({ runtime, store, before: b, after: a, raw }));
   }
 } finally {
   before.remove();

@@ -21,6 +21,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { startSqld } from "../tests/sqld.ts";
+import { median, tempDir } from "./lib.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -85,4 +87,97 @@ export async function startServerChild(
       clearTimeout(timer);
     },
   };
+}
+
+/** What one load on a server child measured. */
+export interface LoadFigures {
+  /** Requests answered per second. */
+  readonly perSecond: number;
+  /** Median latency, ms. */
+  readonly p50: number;
+  /** 99th percentile latency, ms. */
+  readonly p99: number;
+}
+
+/** The medians of a load, per side, and of the raw baseline, for one runtime and store. */
+export interface CheckoutComparison {
+  readonly runtime: string;
+  readonly store: string;
+  readonly before: LoadFigures;
+  readonly after: LoadFigures;
+  /** The raw baseline's operations per second. */
+  readonly raw: number;
+}
+
+/** What {@linkcode compareCheckouts} runs. */
+export interface CheckoutRuns {
+  /** The older checkout's path (`checkout(rev).path`). */
+  readonly before: string;
+  readonly servers: readonly string[];
+  /** `file` (a database file in a temporary directory) or `sqld` (a sqld of its own). */
+  readonly stores: readonly string[];
+  readonly rounds: number;
+  /** Measures one server (a warm-up included): its figures. */
+  readonly measure: (url: string) => Promise<LoadFigures>;
+  /** The raw baseline, operations per second; run once per round. */
+  readonly baseline: () => Promise<number>;
+  /** Called with each side's figures as they come (progress). */
+  readonly onMeasured?: (
+    runtime: string,
+    store: string,
+    side: string,
+    figures: LoadFigures,
+  ) => void;
+}
+
+/**
+ * Runs `measure` on a fresh server of this checkout and of the older one,
+ * per runtime, store and round, both sides in the same run, and answers the
+ * medians.
+ */
+export async function compareCheckouts(runs: CheckoutRuns): Promise<CheckoutComparison[]> {
+  const comparisons: CheckoutComparison[] = [];
+  for (const runtime of runs.servers) {
+    for (const store of runs.stores) {
+      const results: Record<string, LoadFigures[]> = { before: [], after: [] };
+      const raws: number[] = [];
+      for (let round = 0; round < runs.rounds; round++) {
+        for (const [side, root] of [["before", runs.before], ["after", ROOT]] as const) {
+          const dir = tempDir();
+          const sqld = store === "sqld" ? await startSqld() : undefined;
+          const server = await startServerChild(
+            runtime,
+            root,
+            sqld?.url ?? join(dir.path, "server.db"),
+          );
+          try {
+            const figures = await runs.measure(server.url);
+            results[side]!.push(figures);
+            runs.onMeasured?.(runtime, store, side, figures);
+          } finally {
+            await server.stop();
+            await sqld?.close();
+            dir.cleanup();
+          }
+        }
+        raws.push(await runs.baseline());
+      }
+      const pick = (side: string): LoadFigures => {
+        const list = results[side]!;
+        return {
+          perSecond: median(list.map((r) => r.perSecond)),
+          p50: median(list.map((r) => r.p50)),
+          p99: median(list.map((r) => r.p99)),
+        };
+      };
+      comparisons.push({
+        runtime,
+        store,
+        before: pick("before"),
+        after: pick("after"),
+        raw: median(raws),
+      });
+    }
+  }
+  return comparisons;
 }

@@ -257,8 +257,8 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   return feed;
 }
 
-// Resolves after `ms`, or at once when `signal` aborts.
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);

@@ -32,7 +32,7 @@
  */
 
 import type { SqlExecutor, TableInfo } from "../src/internal.ts";
-import type { ChangeFeed, Touched } from "./change_feed.ts";
+import { type ChangeFeed, sleep, type Touched } from "./change_feed.ts";
 import {
   type AskedTable,
   askedTables,
@@ -137,7 +137,7 @@ export function createHeldPull(source: HeldPullSource): HeldPull {
         if (!pages.empty) return pages.json;
         asked = caughtUp(asked, pages.sequence);
         // A replica behind this instance's own commits: read it again later.
-        if (pages.sequence < (feed.fresh() ?? 0)) await pause(source.interval, signal);
+        if (pages.sequence < (feed.fresh() ?? 0)) await sleep(source.interval, signal);
       }
       if (now() >= until || signal?.aborted) return emptyPagesJson(asked);
       woken = await feed.waitPast(lowest(asked), until, signal, concerning(asked, options));
@@ -174,16 +174,4 @@ function caughtUp(asked: readonly AskedTable[], sequence: number): AskedTable[] 
   return asked.map((table) =>
     table.after >= sequence ? table : { ...table, cursor: String(sequence), after: sequence }
   );
-}
-
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

@@ -61,6 +61,22 @@ async function timedPull(
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// The kinds of call `countingAdapter` counts.
+type Call = "execute" | "read batch" | "write batch" | "transaction";
+
+// An adapter over `:memory:` that reports each of its calls to `count`.
+function countingAdapter(count: (call: Call) => void): SqlAdapter {
+  const inner = libsqlAdapter(createClient({ url: ":memory:" }));
+  return {
+    execute: (statement) => (count("execute"), inner.execute(statement)),
+    batch: (statements, mode) => (
+      count(mode === "read" ? "read batch" : "write batch"), inner.batch(statements, mode)
+    ),
+    transaction: (fn) => (count("transaction"), inner.transaction(fn)),
+    close: () => inner.close(),
+  };
+}
+
 test("a held pull is answered at once when rows exist", async () => {
   const server = await startServer(syncSchema);
   try {
@@ -275,13 +291,7 @@ test("a client that goes away ends its hold", async () => {
 
 test("a pull with nothing new costs no database round trip on an instance that knows the sequence", async () => {
   let calls = 0;
-  const inner = libsqlAdapter(createClient({ url: ":memory:" }));
-  const counted: SqlAdapter = {
-    execute: (statement) => (calls++, inner.execute(statement)),
-    batch: (statements, mode) => (calls++, inner.batch(statements, mode)),
-    transaction: (fn) => (calls++, inner.transaction(fn)),
-    close: () => inner.close(),
-  };
+  const counted = countingAdapter(() => calls++);
   // A long watch interval: what the instance read stays current for the whole test.
   const database = await openServerDatabase({
     adapter: counted,
@@ -313,13 +323,9 @@ test("a pull with nothing new costs no database round trip on an instance that k
 
 test("a commit on this instance wakes only the held pulls it concerns: another principal's scoped rows cost no read", async () => {
   let reads = 0;
-  const inner = libsqlAdapter(createClient({ url: ":memory:" }));
-  const counted: SqlAdapter = {
-    execute: (statement) => (reads++, inner.execute(statement)),
-    batch: (statements, mode) => (mode === "read" && reads++, inner.batch(statements, mode)),
-    transaction: (fn) => inner.transaction(fn),
-    close: () => inner.close(),
-  };
+  const counted = countingAdapter((call) => {
+    if (call === "execute" || call === "read batch") reads++;
+  });
   // No poll during the test: what wakes a pull is this instance's commits alone.
   const database = await openServerDatabase({
     adapter: counted,
