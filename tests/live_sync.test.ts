@@ -49,6 +49,12 @@ function whenTitleShows<T extends Record<string, TableDef>>(
   });
 }
 
+// Starts both clients and resolves once each has synced in full.
+async function startAll(...clients: TestClient<Schema>[]): Promise<void> {
+  for (const client of clients) client.manager.start();
+  await Promise.all(clients.map((client) => client.manager.waitForFirstSync()));
+}
+
 async function stopAll(...clients: TestClient<Schema>[]): Promise<void> {
   for (const client of clients) {
     await client.manager.stop();
@@ -61,9 +67,7 @@ test("live: a write on one device reaches another's watch without syncNow, long 
   const a = await liveClient(server, "node-a");
   const b = await liveClient(server, "node-b");
   try {
-    a.manager.start();
-    b.manager.start();
-    await Promise.all([a.manager.waitForFirstSync(), b.manager.waitForFirstSync()]);
+    await startAll(a, b);
     for (const title of ["first", "second", "third"]) {
       const arrived = whenTitleShows(b.db, title);
       await a.db.insert("tasks", { title });
@@ -87,9 +91,7 @@ test("live: a write through one endpoint instance reaches a client of another ov
     const a = await liveClient(one, "node-a");
     const b = await liveClient(two, "node-b");
     try {
-      a.manager.start();
-      b.manager.start();
-      await Promise.all([a.manager.waitForFirstSync(), b.manager.waitForFirstSync()]);
+      await startAll(a, b);
       const arrived = whenTitleShows(b.db, "across");
       await a.db.insert("tasks", { title: "across" });
       const ms = await arrived;
@@ -109,9 +111,7 @@ test("live reconnects after the server restarts, and stop() ends the channel at 
     const a = await liveClient(server, "node-a");
     const b = await liveClient(server, "node-b");
     try {
-      a.manager.start();
-      b.manager.start();
-      await Promise.all([a.manager.waitForFirstSync(), b.manager.waitForFirstSync()]);
+      await startAll(a, b);
 
       await server.close();
       // B's held pull ends with the server; its next attempts fail and back off.
