@@ -234,6 +234,8 @@ test("a bad flag, port or schema module is one line on stderr and exit 2, before
         fileURLToPath(new URL("./helpers.ts", import.meta.url)),
       ], /exports no schema/],
       [cli, ["serve", "--db", db, "--tokens", "nopair"], /^Invalid token "nopair"/],
+      [cli, ["serve", "--db", db, "--max-pull-wait=-5"], /^Invalid --max-pull-wait "-5"/],
+      [cli, ["serve", "--db", db, "--max-pull-wait", "soon"], /^Invalid --max-pull-wait "soon"/],
     ];
     for (const [script, args, message] of cases) {
       const { code, stdout, stderr } = runScript(script, args);
