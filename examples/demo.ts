@@ -36,7 +36,7 @@ const server = await serve(createSyncServer({ database: serverDatabase }).fetch)
 console.log(`server  listening on ${server.url}\n`);
 
 // An edit someone made and the list it must produce on the other client.
-let expected: { list: string; at: number; resolve: (ms: number) => void } | undefined;
+let expected: { by: string; list: string; at: number; resolve: (ms: number) => void } | undefined;
 const delays: number[] = [];
 
 async function client(name: string) {
@@ -49,7 +49,7 @@ async function client(name: string) {
   });
   database.watchAll("tasks", (tasks) => {
     const list = render([...tasks].sort((a, b) => a.title.localeCompare(b.title)));
-    if (expected !== undefined && list === expected.list) {
+    if (expected !== undefined && expected.by !== name && list === expected.list) {
       const ms = performance.now() - expected.at;
       console.log(`${name.padEnd(7)} sees  ${list}   (${ms.toFixed(1)} ms after the edit)`);
       expected.resolve(ms);
@@ -75,7 +75,7 @@ async function step(
   const tasks = await by.database.all("tasks");
   const list = render([...tasks].sort((a, b) => a.title.localeCompare(b.title)));
   console.log(`${by.name.padEnd(7)} ${what}`);
-  const arrived = new Promise<number>((resolve) => (expected = { list, at, resolve }));
+  const arrived = new Promise<number>((resolve) => (expected = { by: by.name, list, at, resolve }));
   const timeout = new Promise<never>((_, reject) =>
     setTimeout(() => reject(new Error(`"${what}" did not arrive within 10 s`)), 10_000)
   );

@@ -17,7 +17,7 @@
  * and 100 watchers take a bounded share of a busy writer's database rather
  * than 100 queries after every write. A listener that throws is reported and keeps watching; a query that
  * fails is reported to `options.onError` (else the console) and is run
- * again at the next change.
+ * again at the next change. A watch ends when its database is closed.
  *
  * @example
  * ```ts
@@ -30,6 +30,7 @@
  */
 
 import type { SqlValue } from "./adapter.ts";
+import { SyncError } from "./errors.ts";
 import { type RoundMember, watchRounds } from "./watch_rounds.ts";
 
 /** Options of a watch. */
@@ -155,7 +156,9 @@ export function watchReads<R>(
         console.error("A watch listener failed:", error);
       }
     } catch (error) {
-      if (!stopped) onError(error);
+      // A watch ends with its database: a query after `close()` fails so.
+      if (error instanceof SyncError && error.code === "closed") stop();
+      else if (!stopped) onError(error);
     } finally {
       running = false;
     }
@@ -176,10 +179,11 @@ export function watchReads<R>(
       rounds.request(member);
     }
   });
-  void run();
-  return () => {
+  const stop = () => {
     stopped = true;
     rounds.remove(member);
     unsubscribe();
   };
+  void run();
+  return stop;
 }

@@ -214,3 +214,20 @@ test("watch works over a remote database (sqld over HTTP)", { skip: skipWithoutS
   await using sqld = await startSqld();
   await watchesOver(sqld.url);
 });
+
+test("a watch ends quietly when its database closes, even with a re-run pending", async () => {
+  const db = await openMemory({ schema });
+  const errors: unknown[] = [];
+  const calls: number[] = [];
+  db.watch("SELECT count(*) AS n FROM tasks", [], (rows) => calls.push(Number(rows[0]!.n)), {
+    onError: (error) => errors.push(error),
+    throttle: 50,
+  });
+  await until(calls, (c) => c.length === 1);
+  await db.insert("tasks", { title: "a" });
+  // Within the throttle: the next re-run waits, and the database closes before it.
+  await db.insert("tasks", { title: "b" });
+  await db.close();
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assert.deepEqual(errors, []);
+});
