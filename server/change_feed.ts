@@ -137,28 +137,20 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   let known = -1;
   let confirmedAt = -Infinity;
   let ended = false;
-  const waiters = new Set<Waiter>();
-  let poll: ReturnType<typeof setTimeout> | undefined;
   let reading: Promise<void> | undefined;
+  const waits = createSharedWaits({ interval, now, poll: () => refresh() });
 
   const learn = (sequence: number, touched?: Touched) => {
     if (!(sequence > known)) return;
     known = sequence;
-    for (const waiter of waiters) {
-      if (known <= waiter.after) continue;
-      if (touched === undefined || waiter.concerns === undefined || waiter.concerns(touched)) {
-        waiter.resolve(true);
-      }
-    }
+    waits.wake(known, touched);
   };
   // One read at a time, for every waiter; a failure ends the waits (their
   // pulls then read the database, and meet the failure themselves).
   const observeRead = (sequence: Promise<number>, startedAt: number): Promise<void> => {
     const done = sequence.then(
       (value) => feed.observe(value, startedAt),
-      () => {
-        for (const waiter of waiters) waiter.resolve(false);
-      },
+      () => waits.endAll(),
     ).finally(() => {
       if (reading === done) reading = undefined;
     });
@@ -166,13 +158,6 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     return done;
   };
   const refresh = (): Promise<void> => reading ?? observeRead(read(), now());
-  const schedulePoll = () => {
-    if (poll !== undefined || waiters.size === 0 || ended) return;
-    poll = setTimeout(() => {
-      poll = undefined;
-      void refresh().then(schedulePoll);
-    }, interval);
-  };
 
   const feed: ChangeFeed = {
     fresh: () => (now() - confirmedAt <= interval ? known : undefined),
@@ -190,71 +175,130 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     },
     pending: () => reading,
     get waiting() {
-      return waiters.size;
+      return waits.size;
     },
     waitPast(after, until, signal, concerns) {
       if (ended || signal?.aborted || known > after) return Promise.resolve(known > after);
-      return shared ? sharedWait(after, until, signal, concerns) : aloneWait(after, until, signal);
+      return shared
+        ? waits.add({ after, until, signal, concerns })
+        : waitAlone({ read, interval, now, feed, ended: () => ended }, { after, until, signal });
     },
     end() {
       ended = true;
-      for (const waiter of waiters) waiter.resolve(false);
-      clearTimeout(poll);
-      poll = undefined;
+      waits.endAll();
     },
   };
-
-  function sharedWait(
-    after: number,
-    until: number,
-    signal?: AbortSignal,
-    concerns?: (touched: Touched) => boolean,
-  ): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => waiter.resolve(false), Math.max(0, until - now()));
-      const abort = () => waiter.resolve(false);
-      const waiter: Waiter = {
-        after,
-        concerns,
-        resolve: (moved) => {
-          if (!waiters.delete(waiter)) return;
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", abort);
-          if (waiters.size === 0) {
-            clearTimeout(poll);
-            poll = undefined;
-          }
-          resolve(moved);
-        },
-      };
-      waiters.add(waiter);
-      signal?.addEventListener("abort", abort, { once: true });
-      schedulePoll();
-    });
-  }
-
-  // A wait of its own: read the sequence every `interval` until it passes
-  // `after`, or the wait ends.
-  async function aloneWait(after: number, until: number, signal?: AbortSignal): Promise<boolean> {
-    while (!ended && !signal?.aborted) {
-      const left = until - now();
-      if (left <= 0) return false;
-      await sleep(Math.min(interval, left), signal);
-      if (ended || signal?.aborted || now() >= until) return false;
-      const startedAt = now();
-      let sequence: number;
-      try {
-        sequence = await read();
-      } catch {
-        return false;
-      }
-      feed.observe(sequence, startedAt);
-      if (sequence > after) return true;
-    }
-    return false;
-  }
-
   return feed;
+}
+
+/** A wait for the sequence to pass `after`, until `until` or `signal`. */
+interface WaitRequest {
+  readonly after: number;
+  readonly until: number;
+  readonly signal?: AbortSignal;
+  readonly concerns?: (touched: Touched) => boolean;
+}
+
+/** The waits that share one poll and are woken by what the instance learns. */
+interface SharedWaits {
+  /** Resolves `true` when woken past `after`, `false` at `until`, on abort or at the end. */
+  add(request: WaitRequest): Promise<boolean>;
+  /** The sequence is now `known`, by a commit that wrote `touched` (or a read: undefined). */
+  wake(known: number, touched?: Touched): void;
+  /** Ends every wait with `false`. */
+  endAll(): void;
+  readonly size: number;
+}
+
+// The shared waits, and the poll that runs every `interval` while any is pending.
+function createSharedWaits(
+  { interval, now, poll }: {
+    interval: number;
+    now: () => number;
+    poll: () => Promise<void>;
+  },
+): SharedWaits {
+  const waiters = new Set<Waiter>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const schedulePoll = () => {
+    if (timer !== undefined || waiters.size === 0) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void poll().then(schedulePoll);
+    }, interval);
+  };
+  const stopPoll = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return {
+    get size() {
+      return waiters.size;
+    },
+    add({ after, until, signal, concerns }) {
+      return new Promise<boolean>((resolve) => {
+        const deadline = setTimeout(() => waiter.resolve(false), Math.max(0, until - now()));
+        const abort = () => waiter.resolve(false);
+        const waiter: Waiter = {
+          after,
+          concerns,
+          resolve: (moved) => {
+            if (!waiters.delete(waiter)) return;
+            clearTimeout(deadline);
+            signal?.removeEventListener("abort", abort);
+            if (waiters.size === 0) stopPoll();
+            resolve(moved);
+          },
+        };
+        waiters.add(waiter);
+        signal?.addEventListener("abort", abort, { once: true });
+        schedulePoll();
+      });
+    },
+    wake(known, touched) {
+      for (const waiter of waiters) {
+        if (known <= waiter.after) continue;
+        if (touched === undefined || waiter.concerns === undefined || waiter.concerns(touched)) {
+          waiter.resolve(true);
+        }
+      }
+    },
+    endAll() {
+      for (const waiter of waiters) waiter.resolve(false);
+      stopPoll();
+    },
+  };
+}
+
+// A wait of its own: read the sequence every `interval` until it passes
+// `after`, or the wait ends.
+async function waitAlone(
+  source: {
+    read: () => Promise<number>;
+    interval: number;
+    now: () => number;
+    feed: ChangeFeed;
+    ended: () => boolean;
+  },
+  { after, until, signal }: WaitRequest,
+): Promise<boolean> {
+  const { read, interval, now, feed, ended } = source;
+  while (!ended() && !signal?.aborted) {
+    const left = until - now();
+    if (left <= 0) return false;
+    await sleep(Math.min(interval, left), signal);
+    if (ended() || signal?.aborted || now() >= until) return false;
+    const startedAt = now();
+    let sequence: number;
+    try {
+      sequence = await read();
+    } catch {
+      return false;
+    }
+    feed.observe(sequence, startedAt);
+    if (sequence > after) return true;
+  }
+  return false;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */

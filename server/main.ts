@@ -45,7 +45,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { libsqlAdapter, type Schema } from "../src/internal.ts";
 import { createSyncServer, notFound } from "./app.ts";
-import { openServerDatabase } from "./database.ts";
+import { openServerDatabase, type ServerDatabase } from "./database.ts";
 import { type RunningServer, serve } from "./serve.ts";
 
 /**
@@ -110,24 +110,9 @@ export async function runServer(
 
   const dbUrl = toLibsqlUrl(flags.db ?? process.env.SYNC_DB ?? "file:data/sync.db");
   const host = flags.host ?? process.env.SYNC_HOST ?? "127.0.0.1";
-  const portText = flags.port ?? process.env.SYNC_PORT ?? "8787";
-  const port = Number(portText);
-  if (portText.trim() === "" || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    console.error(`Invalid port ${JSON.stringify(portText)}: use a number from 0 to 65535`);
-    process.exit(2);
-  }
+  const port = parsePort(flags.port ?? process.env.SYNC_PORT ?? "8787");
   const tokens = parseTokens(flags.tokens ?? process.env.SYNC_TOKENS);
-  const waitText = flags["max-pull-wait"] ?? process.env.SYNC_MAX_PULL_WAIT;
-  const maxPullWait = waitText === undefined ? undefined : Number(waitText);
-  if (
-    maxPullWait !== undefined &&
-    (waitText!.trim() === "" || !Number.isSafeInteger(maxPullWait) || maxPullWait < 0)
-  ) {
-    console.error(
-      `Invalid --max-pull-wait ${JSON.stringify(waitText)}: use milliseconds, 0 or more`,
-    );
-    process.exit(2);
-  }
+  const maxPullWait = parseMaxPullWait(flags["max-pull-wait"] ?? process.env.SYNC_MAX_PULL_WAIT);
   const schema = await loadSchema(flags.schema ?? process.env.SYNC_SCHEMA);
 
   if (dbUrl.startsWith("file:")) mkdirSync(dirname(resolve(dbUrl.slice(5))), { recursive: true });
@@ -173,6 +158,12 @@ export async function runServer(
     `POST ${server.url}/push · POST ${server.url}/pull · GET ${server.url}/health · GET ${server.url}/schema`,
   );
 
+  stopOnSignals(server, database);
+}
+
+// On SIGINT or SIGTERM (or when npm is stopped): stop accepting, answer the
+// requests in flight, close the database, exit 0.
+function stopOnSignals(server: RunningServer, database: ServerDatabase): void {
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -188,6 +179,27 @@ export async function runServer(
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   stopWithNpm(() => void shutdown("npm exited"));
+}
+
+// A port from 0 to 65535; anything else is one line and exit 2.
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (text.trim() === "" || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    console.error(`Invalid port ${JSON.stringify(text)}: use a number from 0 to 65535`);
+    process.exit(2);
+  }
+  return port;
+}
+
+// Milliseconds, 0 or more (undefined: the endpoint's default); anything else is one line and exit 2.
+function parseMaxPullWait(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = Number(text);
+  if (text.trim() === "" || !Number.isSafeInteger(ms) || ms < 0) {
+    console.error(`Invalid --max-pull-wait ${JSON.stringify(text)}: use milliseconds, 0 or more`);
+    process.exit(2);
+  }
+  return ms;
 }
 
 type Flags = {

@@ -285,6 +285,11 @@ export interface Database<T extends Record<string, TableDef> = Record<string, Ta
 /**
  * Opens (creating and migrating) a local database.
  *
+ * Its body is longer than a screen because it is one object: the
+ * database's methods, each a few lines over the same adapter, clock and
+ * listeners (the statements are `writes.ts`', the merge `merge.ts`', the
+ * outbox `outbox.ts`'); split apart, they would pass that state around.
+ *
  * @throws {SyncError} `destructive_migration` when the stored tables cannot be
  * migrated to `schema` without losing or inventing data.
  * @example
