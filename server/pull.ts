@@ -27,7 +27,8 @@
  *
  * @example
  * ```ts
- * const changes = await pullJson(adapter, tables, { tasks: null }, 1_000, { principal });
+ * const asked = askedTables(tables, { tasks: null });
+ * const { json } = await pullPages(adapter, asked, 1_000, { principal });
  * // '{"tasks":{"rows":[…],"cursor":"42","hasMore":false}}'
  * ```
  *
@@ -181,24 +182,6 @@ export async function pullPages(
     },"hasMore":${page.hasMore}}`;
   });
   return { json: `{${parts.join(",")}}`, sequence, empty };
-}
-
-/**
- * The pages of `cursors`' tables, as the JSON text of `PullResponse.changes`
- * ({@linkcode pullPages} of {@linkcode askedTables}).
- *
- * @throws {RangeError} when `limit` is not a positive integer.
- * @throws {SyncError} `unknown_table` for a table that is not synced,
- * `invalid_change` for a cursor that did not come from this server.
- */
-export async function pullJson(
-  executor: SqlExecutor,
-  tables: ReadonlyMap<string, TableInfo>,
-  cursors: Readonly<Record<string, string | null>>,
-  limit: number,
-  options: PullOptions = {},
-): Promise<string> {
-  return (await pullPages(executor, askedTables(tables, cursors), limit, options)).json;
 }
 
 // One table's page, as JSON text.
