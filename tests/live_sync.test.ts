@@ -132,3 +132,50 @@ test("live reconnects after the server restarts, and stop() ends the channel at 
     }
   });
 });
+
+test("live over a lossy network: held pulls lost before the server saw them or after it answered, and the client still gets every row", async () => {
+  const server = await startServer(syncSchema);
+  // Deterministic faults on B's held pulls (the requests naming `wait`).
+  let n = 0;
+  const faults = { before: 0, after: 0 };
+  const lossy: typeof fetch = async (input, init) => {
+    const held = typeof init?.body === "string" && init.body.includes('"wait"');
+    const roll = held ? (n++ * 7919) % 10 : 9;
+    if (roll < 2) {
+      faults.before++;
+      throw new TypeError("network is down");
+    }
+    const response = await fetch(input, init);
+    if (roll < 5) {
+      // The server answered (perhaps with rows); the answer never arrives.
+      await response.arrayBuffer();
+      faults.after++;
+      throw new TypeError("connection reset");
+    }
+    return response;
+  };
+  const a = await liveClient(server, "node-a");
+  const b = await openClient(syncSchema, server, {
+    nodeId: "node-b",
+    http: { live: true, liveWait: 2_000, fetch: lossy },
+    manager: { syncInterval: 3_600_000 },
+  });
+  try {
+    await startAll(a, b);
+    for (let i = 0; i < 20; i++) {
+      await a.db.insert("tasks", { title: `row ${i}` });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await whenTitleShows(b.db, "row 19", 15_000);
+    const deadline = Date.now() + 15_000;
+    while ((await b.db.all("tasks")).length < 20 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const titles = (await b.db.all("tasks")).map((row) => row.title).sort();
+    assert.deepEqual(titles, Array.from({ length: 20 }, (_, i) => `row ${i}`).sort());
+    assert.ok(faults.before > 0 && faults.after > 0, `faults injected: ${JSON.stringify(faults)}`);
+  } finally {
+    await stopAll(a, b);
+    await server.close();
+  }
+});
