@@ -261,10 +261,16 @@ test("a client that goes away ends its hold", async () => {
   assert.equal(await waiting, false);
   assert.equal(feed.waiting, 0);
 
-  // Over HTTP: an aborted request's hold is released on the server.
+  // Over HTTP: an aborted request's hold is released on the server. While a
+  // pull is held the instance reads the sequence every watch interval; once
+  // the hold is released, those reads stop.
+  let reads = 0;
   const database = await openServerDatabase({
-    adapter: libsqlAdapter(createClient({ url: ":memory:" })),
+    adapter: countingAdapter((call) => {
+      if (call === "execute") reads++;
+    }),
     schema: syncSchema,
+    watchInterval: 20,
   });
   const server = await serve(createSyncServer({ database }).fetch);
   try {
@@ -276,8 +282,13 @@ test("a client that goes away ends its hold", async () => {
       signal: abort.signal,
     }).catch((error) => error);
     await delay(200);
+    assert.ok(reads >= 3, `${reads} reads while held`);
     abort.abort();
     assert.ok((await request) instanceof Error);
+    await delay(100);
+    const released = reads;
+    await delay(200);
+    assert.equal(reads, released, "the instance still watches for an aborted pull");
     // The server keeps serving; a push and a pull after it are answered.
     await database.push([task("t1")]);
     const answer = await timedPull(server.url, pullBody({ tasks: null }, { wait: 25_000 }));
