@@ -965,6 +965,24 @@ function pushedChanges(body: unknown, results: readonly { status: string }[]): P
   return out;
 }
 
+/**
+ * The verdicts of a push whose answer was lost: the runtime took the
+ * request, the app applied it, and the connection closed before the answer
+ * went out (Deno closes a connection whose client half-closed it). As after
+ * any lost answer, the changes may or may not have been applied: a change
+ * counts as applied when its row now holds the pushed version, and the
+ * usual checks then hold it to what the principal was allowed to write.
+ */
+function verdictsOfLostAnswer(body: unknown, after: Snapshot): { status: string }[] {
+  const changes = isRecord(body) && Array.isArray(body.changes) ? body.changes : [];
+  return changes.map((change: unknown) => {
+    if (!isRecord(change)) return { status: "missing" };
+    const row = after.get(String(change.table))?.get(utf8Hex(String(change.id)));
+    const stored = cellText(row?.cells.system_version);
+    return { status: stored !== undefined && stored === change.version ? "applied" : "missing" };
+  });
+}
+
 interface DatabaseCheck {
   readonly request: FuzzRequest;
   readonly principal: FuzzPrincipal | undefined;
@@ -988,6 +1006,8 @@ function checkDatabase(check: DatabaseCheck, flag: Flag): Pushed[] {
   const results = check.status === 200 && check.route === "push" && isRecord(check.response) &&
       Array.isArray(check.response.results)
     ? check.response.results as { status: string }[]
+    : check.status === undefined && check.route === "push"
+    ? verdictsOfLostAnswer(check.body, check.after)
     : undefined;
   const pushed = results === undefined ? [] : pushedChanges(check.body, results);
   const applied = pushed.filter((p) => p.status === "applied");
